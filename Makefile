@@ -1,0 +1,76 @@
+# lua-resty-worker-manager
+#
+#   make test    install what is missing, build, type-check, lint, run every suite
+#   make demo    the same set-up, then a scripted tour on a real nginx
+#   make build   compile src/ (TypeScript) to lib/ (Lua)
+#   make install PREFIX=/usr/local LUA_LIB_DIR=...   copy lib/ like other lua-resty libraries
+#
+# WM_NGINX picks the nginx binary for the tests and the demo (default: Debian's
+# /usr/sbin/nginx with its dynamic lua module; set it to OpenResty's nginx
+# together with WM_LOAD_MODULES= to use that instead).
+
+PREFIX      ?= /usr/local
+LUA_VERSION ?= 5.1
+LUA_LIB_DIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+INSTALL     ?= install
+
+APT_PACKAGES := nginx-light libnginx-mod-http-lua lua-resty-core luajit2 lua-busted lua-check luarocks
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TSTL := node_modules/.bin/tstl
+TSC  := node_modules/.bin/tsc
+
+.PHONY: all deps apt npm build typecheck lint test test-unit test-nginx demo install clean
+
+all: build
+
+deps: apt npm
+
+# Installs only the Debian packages that are missing, so a ready machine
+# does not touch the network.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+npm: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: npm
+	$(TSTL) -p tsconfig.json
+
+typecheck: npm
+	$(TSC) -p tsconfig.json --noEmit
+
+# Two gates besides luacheck: no TSTL runtime helpers (they would need a
+# lualib module at run time) and no implicit `self` on our functions.
+lint: build typecheck
+	luacheck --no-color -q lib
+	@if grep -rn '__TS__' lib; then echo "lint: TSTL runtime helpers found in lib/ (see above)"; exit 1; fi
+	@if grep -rnE 'function[^(]*\(self' lib; then echo "lint: functions with a self parameter in lib/"; exit 1; fi
+
+test-unit: build
+	busted --lua=luajit
+
+test-nginx: build
+	prove -I t/lib -r t
+
+test: deps lint test-unit test-nginx
+
+demo: deps build
+	perl -I t/lib nginx/demo.pl
+
+install: build
+	$(INSTALL) -d $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/manager
+	$(INSTALL) -m 644 lib/resty/worker/manager.lua $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/
+	$(INSTALL) -m 644 lib/resty/worker/manager/*.lua $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/manager/
+
+clean:
+	rm -rf lib

@@ -1,0 +1,283 @@
+/**
+ * resty.worker.manager: tells nginx code what happens to its node (start,
+ * reload, stop, a worker crashing and respawning) through callbacks
+ * `cb(id, n_prev, n_mine, n_next)` run one at a time under a node-wide lock.
+ * See README.md for the lifecycle table; this file only orchestrates:
+ * phase checks, the lock, the registry and the callbacks.
+ */
+
+import * as registry from "./manager/registry";
+import * as lock from "./manager/lock";
+import { run, type Callback } from "./manager/callbacks";
+import { log } from "./manager/log";
+import { process_type } from "./manager/host";
+
+const ERR = ngx.ERR;
+const INFO = ngx.INFO;
+const get_phase = ngx.get_phase;
+const now = ngx.now;
+const update_time = ngx.update_time;
+const sleep = ngx.sleep;
+const timer_at = ngx.timer.at;
+const worker_pid = ngx.worker.pid;
+const worker_id = ngx.worker.id;
+const worker_count = ngx.worker.count;
+const shared = ngx.shared;
+
+const DEFAULT_INTERVAL = 10;
+const DEFAULT_FAILED = 5;
+/** Step of the wait that tells a reload from a stop (timer context only). */
+const UNDECIDED_STEP = 0.05;
+
+interface Options {
+    shm: string;
+    interval?: number;
+    failed?: number;
+}
+
+/** What init_by_lua set up; inherited by every worker through fork. */
+interface Node {
+    shm: string;
+    dict: NgxSharedDict;
+    interval: number;
+    failed: number;
+    /** This configuration load's generation; nil when the shm refused to count it. */
+    gen: number | undefined;
+    master_exit: Callback | undefined;
+}
+
+/** This worker process, once on_init_worker_by_lua counted it. */
+interface Worker {
+    gen: number;
+    slot: number;
+    pid: number;
+    id: string;
+    exit: Callback | undefined;
+    exited: boolean;
+}
+
+let node: Node | undefined;
+let worker_hooked = false;
+let worker: Worker | undefined;
+
+function check_phase(fn: string, phase: NgxPhase, directive: string): void {
+    const current = get_phase();
+    if (current !== phase) {
+        error(fn + " must be called from " + directive + ", not in phase '" + current + "'", 3);
+    }
+}
+
+function check_callback(name: string, cb: unknown): Callback | undefined {
+    if (cb !== undefined && type(cb) !== "function") {
+        error(name + " must be a function or nil, got " + type(cb), 3);
+    }
+    return cb as Callback | undefined;
+}
+
+function check_seconds(name: string, value: unknown, fallback: number): number {
+    if (value === undefined) {
+        return fallback;
+    }
+    // value ~= value catches NaN; math.huge would disable the heartbeat.
+    if (typeof value !== "number" || value !== value || value <= 0 || value === math.huge) {
+        error(name + " must be a positive number of seconds, got " + tostring(value), 3);
+    }
+    return value;
+}
+
+function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, number, number]> {
+    if (type(opts) !== "table") {
+        error("opts must be a table, got " + type(opts), 3);
+    }
+    const o = opts as { shm?: unknown; interval?: unknown; failed?: unknown };
+    if (typeof o.shm !== "string") {
+        error("opts.shm must be the name of a lua_shared_dict, got " + type(o.shm), 3);
+    }
+    const dict = shared[o.shm];
+    if (dict === undefined) {
+        error("unknown shm '" + o.shm + "' (no such lua_shared_dict)", 3);
+    }
+    const interval = check_seconds("opts.interval", o.interval, DEFAULT_INTERVAL);
+    const failed = check_seconds("opts.failed", o.failed, DEFAULT_FAILED);
+    return $multi(o.shm, dict, interval, failed);
+}
+
+/**
+ * Registers the master callbacks and runs master start for this configuration
+ * load (a new generation). Call once, from init_by_lua*.
+ * @param opts `{ shm = "name", interval = 10, failed = 5 }`
+ * @param master_start `cb(master_id, n_prev, 0, nil)`, run before returning
+ * @param master_exit `cb(master_id, n_prev, 0, n_next)`, run by the generation's last exiting worker
+ * @return true
+ */
+function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Callback): true {
+    check_phase("on_init_by_lua", "init", "init_by_lua*");
+    if (node !== undefined) {
+        error("on_init_by_lua was called twice in this configuration load", 2);
+    }
+    const [shm, dict, interval, failed] = check_options(opts);
+    const start_cb = check_callback("master_start callback", master_start);
+    const exit_cb = check_callback("master_exit callback", master_exit);
+    const created: Node = { shm, dict, interval, failed, gen: undefined, master_exit: exit_cb };
+    node = created;
+
+    if (process_type() === "signaller") {
+        // Old lua-nginx-module versions run init_by_lua in `nginx -s`
+        // processes, with a private shm: such a process is no part of the node.
+        return true;
+    }
+
+    const hold = lock.acquire(dict, false);
+    update_time();
+    const g = registry.begin_generation(dict, now());
+    if (g === undefined) {
+        lock.release(dict, hold);
+        log(ERR, "could not start a generation in shm '", shm, "'; this configuration is not tracked");
+        return true;
+    }
+    created.gen = g;
+    const [n_prev] = registry.neighbours(dict, g, now(), failed);
+    run("master start", start_cb, g, n_prev, 0, undefined);
+    lock.release(dict, hold);
+    return true;
+}
+
+/**
+ * The exit of this worker: worker exit, then master exit if it was the last of
+ * its generation. Runs once, from whichever path notices the exit first.
+ */
+function leave(can_yield: boolean): void {
+    const w = worker;
+    const n = node;
+    if (w === undefined || n === undefined || w.exited) {
+        return;
+    }
+    w.exited = true;
+    const dict = n.dict;
+    // A newer generation whose workers have not shown up yet is either a
+    // reload in progress or one nginx rolled back; waiting (where we can)
+    // tells them apart. Where we cannot (fast stop), the node is stopping.
+    const grace = can_yield ? n.failed : 0;
+    if (can_yield) {
+        update_time();
+        while (registry.newer_undecided(dict, w.gen, now(), grace)) {
+            sleep(UNDECIDED_STEP);
+            update_time();
+        }
+    }
+
+    let hold = lock.acquire(dict, can_yield);
+    update_time();
+    registry.sweep(dict, now(), n.failed);
+    const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
+    const remaining = registry.unregister(dict, w.gen, w.slot, w.pid);
+    run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
+
+    if (remaining <= 0) {
+        hold = lock.renew(dict, hold, can_yield);
+        registry.end_generation(dict, w.gen);
+        update_time();
+        const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);
+        run("master exit", n.master_exit, w.gen, m_prev, 0, m_next);
+    }
+    lock.release(dict, hold);
+}
+
+function on_beat(premature: boolean): void {
+    const w = worker;
+    const n = node;
+    if (w === undefined || n === undefined || w.exited) {
+        return;
+    }
+    if (premature) {
+        // nginx fires pending timers early when this worker is told to quit
+        // gracefully (QUIT, or HUP for the old generation).
+        leave(true);
+        return;
+    }
+    update_time();
+    registry.heartbeat(n.dict, w.gen, w.slot, now());
+    const [ok, err] = timer_at(n.interval, on_beat);
+    if (!ok) {
+        if (err === "process exiting") {
+            leave(true);
+        } else {
+            log(ERR, "could not schedule the heartbeat of worker ", w.id, ": ", err);
+        }
+    }
+}
+
+/**
+ * Counts this worker and runs its worker start callback before returning.
+ * Call once, from init_worker_by_lua*, after on_init_by_lua ran in init_by_lua*.
+ * @param worker_start `cb(worker_id, n_prev, n_mine, n_next)`, n_mine counting this worker
+ * @param worker_exit `cb(worker_id, n_prev, n_mine, n_next)`, n_mine counting this worker
+ * @return true
+ */
+function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback): true {
+    check_phase("on_init_worker_by_lua", "init_worker", "init_worker_by_lua*");
+    if (worker_hooked) {
+        error("on_init_worker_by_lua was called twice in this worker", 2);
+    }
+    const start_cb = check_callback("worker_start callback", worker_start);
+    const exit_cb = check_callback("worker_exit callback", worker_exit);
+    const n = node;
+    if (n === undefined) {
+        error("on_init_worker_by_lua needs on_init_by_lua to be called first, from init_by_lua*", 2);
+    }
+    worker_hooked = true;
+    const g = n.gen;
+    const slot = worker_id();
+    const kind = process_type();
+    if (g === undefined || slot === undefined || kind !== "worker") {
+        // The privileged agent, cache processes and single-process mode run
+        // init_worker too, but they are not workers of the node.
+        log(INFO, "process ", worker_pid(), " (", kind, ") is not a tracked worker");
+        return true;
+    }
+    const dict = n.dict;
+    const pid = worker_pid();
+    const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false };
+    registry.arrive(dict, g);
+
+    let hold = lock.acquire(dict, false);
+    update_time();
+    registry.sweep(dict, now(), n.failed);
+    const [mine, dead] = registry.register(dict, g, slot, pid, worker_count(), now());
+    worker = w;
+    const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
+    run("worker start", start_cb, w.id, n_prev, mine, n_next);
+    if (dead !== undefined) {
+        // Counted in the start callback above, as the contract promises;
+        // dropped right after.
+        hold = lock.renew(dict, hold, false);
+        const left = registry.drop_dead(dict, g);
+        log(ERR, "worker ", g, "-", dead, " (slot ", slot, ") died without exiting: nginx respawned its slot as ",
+            w.id, "; dropped from the counts, ", left, " left in generation ", g);
+    }
+    lock.release(dict, hold);
+
+    const [ok, err] = timer_at(n.interval, on_beat);
+    if (!ok) {
+        log(ERR, "could not start the heartbeat of worker ", w.id, ": ", err,
+            "; its exit is tracked only through on_exit_worker_by_lua");
+    }
+    return true;
+}
+
+/**
+ * Runs this worker's exit (and the master exit if it is the last) if no
+ * graceful path ran it yet: needed for fast shutdown (TERM, `nginx -s stop`),
+ * where nginx fires no timers. Call from exit_worker_by_lua*.
+ * @return true
+ */
+function on_exit_worker_by_lua(): true {
+    check_phase("on_exit_worker_by_lua", "exit_worker", "exit_worker_by_lua*");
+    leave(false);
+    return true;
+}
+
+const _VERSION = "0.1.0";
+
+export { _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua };
+export type { Options, Callback };

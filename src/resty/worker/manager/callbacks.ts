@@ -1,0 +1,30 @@
+/**
+ * Running user callbacks: an error in one is logged with its traceback and
+ * goes no further, so the lock is still released and the counts stay right.
+ */
+
+import { log } from "./log";
+
+const ERR = ngx.ERR;
+const traceback = debug.traceback;
+
+type Callback = (this: void, id: number | string, n_prev: number | undefined, n_mine: number,
+                 n_next: number | undefined) => void;
+
+function on_error(err: unknown): string {
+    return traceback(tostring(err), 2);
+}
+
+function run(name: string, cb: Callback | undefined, id: number | string, n_prev: number | undefined,
+             n_mine: number, n_next: number | undefined): void {
+    if (cb === undefined) {
+        return;
+    }
+    const [ok, err] = xpcall(cb, on_error, id, n_prev, n_mine, n_next);
+    if (!ok) {
+        log(ERR, name, " callback for ", id, " failed: ", err);
+    }
+}
+
+export { run };
+export type { Callback };

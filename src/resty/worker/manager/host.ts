@@ -1,0 +1,51 @@
+/**
+ * The few things the module asks of the operating system and of nginx's
+ * process model, kept in one place so nothing else touches FFI.
+ */
+
+import * as ffi from "ffi";
+
+interface LibC {
+    usleep(this: void, usec: number): number;
+    kill(this: void, pid: number, sig: number): number;
+}
+
+// Each declaration on its own: another module may have declared the same
+// function already, and LuaJIT refuses a second declaration of a name.
+pcall(ffi.cdef, "int usleep(unsigned int usec);");
+pcall(ffi.cdef, "int kill(int pid, int sig);");
+
+const C = ffi.C as LibC;
+const ESRCH = 3;
+
+/**
+ * Blocks the whole process for `seconds`. For init_by_lua, init_worker_by_lua
+ * and exit_worker_by_lua, where ngx.sleep is disabled.
+ */
+function pause(seconds: number): void {
+    C.usleep(math.floor(seconds * 1e6));
+}
+
+/** False only when the pid certainly does not exist (EPERM means it does). */
+function pid_alive(pid: number): boolean {
+    if (C.kill(pid, 0) === 0) {
+        return true;
+    }
+    return ffi.errno() !== ESRCH;
+}
+
+type ProcessType = "single" | "master" | "signaller" | "worker" | "helper" | "privileged agent" | "unknown";
+
+/** ngx.process.type() where lua-resty-core provides it. */
+function process_type(): ProcessType {
+    const [ok, mod] = pcall(require, "ngx.process");
+    if (ok && type(mod) === "table") {
+        const kind = (mod as { type: (this: void) => string }).type();
+        return kind as ProcessType;
+    }
+    // Without resty.core only a worker has a worker id.
+    return ngx.worker.id() !== undefined ? "worker" : "unknown";
+}
+
+export { pause, pid_alive, process_type };
+export type { ProcessType };

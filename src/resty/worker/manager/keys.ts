@@ -1,0 +1,46 @@
+/**
+ * Names of the module's keys in the user's shm. Every key starts with PREFIX so
+ * the dict can be shared with other code. One small set of keys per generation
+ * `g`, removed when the generation ends; `slot` is ngx.worker.id().
+ */
+
+const PREFIX = "lua-resty-worker-manager:";
+
+/** The node lock; resty.lock users may take it too (add with expiry, delete). */
+const LOCK = PREFIX + "lock";
+/** Highest generation number handed out (incremented in init_by_lua). */
+const TOP = PREFIX + "top";
+/** Lowest generation that may still have records; scans start there. */
+const LOW = PREFIX + "low";
+
+/** Time of the generation's master start; absent once it ended. */
+function gen(g: number): string {
+    return PREFIX + "g" + g;
+}
+
+/** Workers of the generation currently counted. */
+function live(g: number): string {
+    return PREFIX + "g" + g + ":live";
+}
+
+/** Workers of the generation that ever reached init_worker (taken without the lock). */
+function arrived(g: number): string {
+    return PREFIX + "g" + g + ":arrived";
+}
+
+/** worker_processes of the generation: how many slots to look at. */
+function size(g: number): string {
+    return PREFIX + "g" + g + ":size";
+}
+
+/** Pid of the worker counted in this slot. */
+function slot(g: number, s: number): string {
+    return PREFIX + "g" + g + ":slot" + s;
+}
+
+/** Time of the last heartbeat of the worker in this slot. */
+function beat(g: number, s: number): string {
+    return PREFIX + "g" + g + ":beat" + s;
+}
+
+export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, size, slot, beat };

@@ -1,0 +1,124 @@
+/**
+ * The node-wide lock: one shm key, taken with add(key, owner, exptime) and
+ * released with delete(key), the same protocol as lua-resty-lock, so users can
+ * take it with resty.lock too. Unlike resty.lock it records its owner ("pid:n")
+ * and releases only its own hold, and it can wait where ngx.sleep is disabled
+ * (init_by_lua, init_worker_by_lua, exit_worker_by_lua) by blocking briefly.
+ */
+
+import { log } from "./log";
+import { LOCK } from "./keys";
+import { pause, pid_alive } from "./host";
+
+const ERR = ngx.ERR;
+const WARN = ngx.WARN;
+const now = ngx.now;
+const update_time = ngx.update_time;
+const sleep = ngx.sleep;
+const worker_pid = ngx.worker.pid;
+
+/** Seconds a hold lasts unless renewed: a hung holder cannot block the node forever. */
+const EXPTIME = 30;
+/** Seconds a waiter tries before it gives up and goes on unlocked (logged). */
+const MAX_WAIT = EXPTIME + 5;
+const FIRST_STEP = 0.0002;
+const MAX_STEP = 0.01;
+
+/** What a hold is: the token written as the key's value. UNLOCKED when we gave up waiting. */
+type Hold = string;
+const UNLOCKED: Hold = "";
+
+let taken = 0;
+
+/** The pid in a holder token "pid:n"; nil for holders that are not ours (resty.lock writes true). */
+function holder_pid(holder: unknown): number | undefined {
+    if (typeof holder !== "string") {
+        return undefined;
+    }
+    const [digits] = string.match(holder, "^(%d+):");
+    return digits !== undefined ? tonumber(digits) : undefined;
+}
+
+/**
+ * Takes the lock, waiting as long as needed (bounded by MAX_WAIT). With
+ * `can_yield` (timer context) it waits with ngx.sleep, otherwise it blocks the
+ * process in short steps; either way it refreshes nginx's cached clock, which
+ * shm expiry is judged by.
+ */
+function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
+    taken = taken + 1;
+    const token = worker_pid() + ":" + taken;
+    update_time();
+    const deadline = now() + MAX_WAIT;
+    let step = FIRST_STEP;
+    while (true) {
+        const [ok, err] = dict.safe_add(LOCK, token, EXPTIME);
+        if (ok) {
+            return token;
+        }
+        if (err !== "exists") {
+            log(ERR, "cannot take the node lock '", LOCK, "': ", err, "; going on without it");
+            return UNLOCKED;
+        }
+        const [holder] = dict.get(LOCK);
+        const pid = holder_pid(holder);
+        if (pid !== undefined && !pid_alive(pid)) {
+            // The holder died without releasing (kill -9, segfault): its pid is
+            // gone, so waiting for the expiry would only stall the node.
+            const [again] = dict.get(LOCK);
+            if (again === holder) {
+                dict.delete(LOCK);
+                log(WARN, "took over the node lock from dead process ", pid);
+            }
+            continue;
+        }
+        update_time();
+        if (now() >= deadline) {
+            log(ERR, "waited ", MAX_WAIT, "s for the node lock held by '", tostring(holder),
+                "'; going on without it");
+            return UNLOCKED;
+        }
+        if (can_yield) {
+            sleep(step);
+        } else {
+            pause(step);
+        }
+        step = math.min(step * 2, MAX_STEP);
+    }
+}
+
+/**
+ * Makes sure the hold is still ours before more work is done under it, and
+ * renews its expiry. A callback that ran past the expiry lost the lock: then
+ * the lock is taken again rather than working unlocked.
+ */
+function renew(dict: NgxSharedDict, hold: Hold, can_yield: boolean): Hold {
+    if (hold === UNLOCKED) {
+        return acquire(dict, can_yield);
+    }
+    const [holder] = dict.get(LOCK);
+    if (holder === hold) {
+        dict.safe_set(LOCK, hold, EXPTIME);
+        return hold;
+    }
+    log(WARN, "the node lock expired while held by ", hold, " (a callback ran over ", EXPTIME,
+        "s); taking it again");
+    return acquire(dict, can_yield);
+}
+
+/** Releases the lock if, and only if, it is still this hold. */
+function release(dict: NgxSharedDict, hold: Hold): void {
+    if (hold === UNLOCKED) {
+        return;
+    }
+    const [holder] = dict.get(LOCK);
+    if (holder === hold) {
+        dict.delete(LOCK);
+    } else {
+        log(WARN, "the node lock expired while held by ", hold, "; not releasing ",
+            tostring(holder), "'s hold");
+    }
+}
+
+export { acquire, renew, release, EXPTIME };
+export type { Hold };

@@ -1,0 +1,11 @@
+/** The module's one logging entry: every line is prefixed so users can grep it. */
+
+const ngx_log = ngx.log;
+
+const PREFIX = "[worker-manager] ";
+
+function log(level: NgxLogLevel, ...args: unknown[]): void {
+    ngx_log(level, PREFIX, ...args);
+}
+
+export { log };

@@ -1,0 +1,42 @@
+/**
+ * Reads and writes of the module's shm keys. A write that fails (shm full,
+ * wrong type) is logged at ERR with its key, never dropped silently.
+ * Writes use safe_set so the module never evicts other users' keys.
+ */
+
+import { log } from "./log";
+
+const ERR = ngx.ERR;
+
+function read_number(dict: NgxSharedDict, key: string): number | undefined {
+    const [value] = dict.get(key);
+    return typeof value === "number" ? value : undefined;
+}
+
+function read_string(dict: NgxSharedDict, key: string): string | undefined {
+    const [value] = dict.get(key);
+    return typeof value === "string" ? value : undefined;
+}
+
+function write(dict: NgxSharedDict, key: string, value: string | number): boolean {
+    const [ok, err] = dict.safe_set(key, value);
+    if (!ok) {
+        log(ERR, "failed to write shm key '", key, "': ", err);
+    }
+    return ok;
+}
+
+/** Atomically adds `delta` (missing key counts as 0); the new value, or nil on failure. */
+function add(dict: NgxSharedDict, key: string, delta: number): number | undefined {
+    const [value, err] = dict.incr(key, delta, 0);
+    if (value === undefined) {
+        log(ERR, "failed to update shm key '", key, "': ", err);
+    }
+    return value;
+}
+
+function remove(dict: NgxSharedDict, key: string): void {
+    dict.delete(key);
+}
+
+export { read_number, read_string, write, add, remove };
