@@ -80,7 +80,7 @@ function check_seconds(name: string, value: unknown, fallback: number): number {
     }
     // value ~= value catches NaN; math.huge would disable the heartbeat.
     if (typeof value !== "number" || value !== value || value <= 0 || value === math.huge) {
-        error(name + " must be a positive number of seconds, got " + tostring(value), 3);
+        error(name + " must be a positive number of seconds, got " + tostring(value), 4);
     }
     return value;
 }
@@ -252,8 +252,8 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
         // dropped right after.
         hold = lock.renew(dict, hold, false);
         const left = registry.drop_dead(dict, g);
-        log(ERR, "worker ", g, "-", dead, " (slot ", slot, ") died without exiting: nginx respawned its slot as ",
-            w.id, "; dropped from the counts, ", left, " left in generation ", g);
+        log(ERR, "worker ", g, "-", dead, " (pid ", dead, ", slot ", slot, ") died without exiting: nginx respawned ",
+            "its slot as ", w.id, "; dropped from the counts, ", left, " left in generation ", g);
     }
     lock.release(dict, hold);
 

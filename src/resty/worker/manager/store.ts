@@ -1,7 +1,8 @@
 /**
  * Reads and writes of the module's shm keys. A write that fails (shm full,
  * wrong type) is logged at ERR with its key, never dropped silently.
- * Writes use safe_set so the module never evicts other users' keys.
+ * Writes use safe_set/safe_add, which fail rather than evict other users'
+ * keys when the zone is full (incr with an init value could evict).
  */
 
 import { log } from "./log";
@@ -28,7 +29,17 @@ function write(dict: NgxSharedDict, key: string, value: string | number): boolea
 
 /** Atomically adds `delta` (missing key counts as 0); the new value, or nil on failure. */
 function add(dict: NgxSharedDict, key: string, delta: number): number | undefined {
-    const [value, err] = dict.incr(key, delta, 0);
+    let [value, err] = dict.incr(key, delta);
+    if (value === undefined && err === "not found") {
+        // Created with safe_add then incremented: another process may create
+        // it between the two calls, which is why "exists" is fine here.
+        const [created, add_err] = dict.safe_add(key, 0);
+        if (!created && add_err !== "exists") {
+            log(ERR, "failed to write shm key '", key, "': ", add_err);
+            return undefined;
+        }
+        [value, err] = dict.incr(key, delta);
+    }
     if (value === undefined) {
         log(ERR, "failed to update shm key '", key, "': ", err);
     }

@@ -1,0 +1,33 @@
+package = "lua-resty-worker-manager"
+version = "scm-1"
+source = {
+   url = "git+https://github.com/lua-resty-worker-manager/lua-resty-worker-manager.git",
+   branch = "main",
+}
+description = {
+   summary = "Tells OpenResty code what happens to its nginx node: start, reload, stop, worker crashes",
+   detailed = [[
+      resty.worker.manager runs user callbacks cb(id, n_prev, n_mine, n_next) at
+      master start, master exit, worker start and worker exit, one at a time
+      under a node-wide lock kept in a lua_shared_dict. The Lua in lib/ is
+      compiled from TypeScript; run `make build` before `luarocks make` in a
+      source checkout. Installing needs no node.
+   ]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["resty.worker.manager"] = "lib/resty/worker/manager.lua",
+      ["resty.worker.manager.callbacks"] = "lib/resty/worker/manager/callbacks.lua",
+      ["resty.worker.manager.host"] = "lib/resty/worker/manager/host.lua",
+      ["resty.worker.manager.keys"] = "lib/resty/worker/manager/keys.lua",
+      ["resty.worker.manager.lock"] = "lib/resty/worker/manager/lock.lua",
+      ["resty.worker.manager.log"] = "lib/resty/worker/manager/log.lua",
+      ["resty.worker.manager.registry"] = "lib/resty/worker/manager/registry.lua",
+      ["resty.worker.manager.store"] = "lib/resty/worker/manager/store.lua",
+   },
+}
