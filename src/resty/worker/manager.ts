@@ -8,11 +8,13 @@
 
 import * as registry from "./manager/registry";
 import * as lock from "./manager/lock";
+import * as liveness from "./manager/liveness";
 import { run, type Callback } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { process_type } from "./manager/host";
 
 const ERR = ngx.ERR;
+const WARN = ngx.WARN;
 const INFO = ngx.INFO;
 const get_phase = ngx.get_phase;
 const now = ngx.now;
@@ -33,6 +35,7 @@ interface Options {
     shm: string;
     interval?: number;
     failed?: number;
+    on_crash?: Callback;
 }
 
 /** What init_by_lua set up; inherited by every worker through fork. */
@@ -44,6 +47,7 @@ interface Node {
     /** This configuration load's generation; nil when the shm refused to count it. */
     gen: number | undefined;
     master_exit: Callback | undefined;
+    on_crash: Callback | undefined;
 }
 
 /** This worker process, once on_init_worker_by_lua counted it. */
@@ -54,6 +58,8 @@ interface Worker {
     id: string;
     exit: Callback | undefined;
     exited: boolean;
+    /** Advances every heartbeat: which slot of each generation to look at. */
+    turn: number;
 }
 
 let node: Node | undefined;
@@ -85,11 +91,11 @@ function check_seconds(name: string, value: unknown, fallback: number): number {
     return value;
 }
 
-function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, number, number]> {
+function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, number, number, Callback | undefined]> {
     if (type(opts) !== "table") {
         error("opts must be a table, got " + type(opts), 3);
     }
-    const o = opts as { shm?: unknown; interval?: unknown; failed?: unknown };
+    const o = opts as { shm?: unknown; interval?: unknown; failed?: unknown; on_crash?: unknown };
     if (typeof o.shm !== "string") {
         error("opts.shm must be the name of a lua_shared_dict, got " + type(o.shm), 3);
     }
@@ -99,7 +105,10 @@ function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, nu
     }
     const interval = check_seconds("opts.interval", o.interval, DEFAULT_INTERVAL);
     const failed = check_seconds("opts.failed", o.failed, DEFAULT_FAILED);
-    return $multi(o.shm, dict, interval, failed);
+    if (o.on_crash !== undefined && type(o.on_crash) !== "function") {
+        error("opts.on_crash must be a function or nil, got " + type(o.on_crash), 3);
+    }
+    return $multi(o.shm, dict, interval, failed, o.on_crash as Callback | undefined);
 }
 
 /**
@@ -115,10 +124,10 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
     if (node !== undefined) {
         error("on_init_by_lua was called twice in this configuration load", 2);
     }
-    const [shm, dict, interval, failed] = check_options(opts);
+    const [shm, dict, interval, failed, on_crash] = check_options(opts);
     const start_cb = check_callback("master_start callback", master_start);
     const exit_cb = check_callback("master_exit callback", master_exit);
-    const created: Node = { shm, dict, interval, failed, gen: undefined, master_exit: exit_cb };
+    const created: Node = { shm, dict, interval, failed, gen: undefined, master_exit: exit_cb, on_crash };
     node = created;
 
     if (process_type() === "signaller") {
@@ -140,6 +149,13 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
     run("master start", start_cb, g, n_prev, 0, undefined);
     lock.release(dict, hold);
     return true;
+}
+
+function finder_for(n: Node, w: Worker, exiting: boolean): liveness.Finder {
+    return {
+        pid: w.pid, overdue: n.interval + n.failed, grace: n.failed, exiting,
+        on_crash: n.on_crash, master_exit: n.master_exit,
+    };
 }
 
 /**
@@ -166,21 +182,53 @@ function leave(can_yield: boolean): void {
         }
     }
 
+    const finder = finder_for(n, w, true);
     let hold = lock.acquire(dict, can_yield);
     update_time();
-    registry.sweep(dict, now(), n.failed);
+    // Siblings that died are dropped first, so that the last one really
+    // alive runs the master exit.
+    liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now());
     const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
-    const remaining = registry.unregister(dict, w.gen, w.slot, w.pid);
+    const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
+    if (!counted) {
+        log(WARN, "worker ", w.id, " exits after it was dropped as crashed");
+    }
     run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
 
-    if (remaining <= 0) {
-        hold = lock.renew(dict, hold, can_yield);
+    hold = lock.renew(dict, hold, can_yield);
+    if (registry.finished(dict, w.gen)) {
         registry.end_generation(dict, w.gen);
         update_time();
         const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);
         run("master exit", n.master_exit, w.gen, m_prev, 0, m_next);
     }
     lock.release(dict, hold);
+}
+
+/** The heartbeat: proves this worker alive and looks for workers that died. */
+function beat(w: Worker, n: Node): void {
+    const dict = n.dict;
+    update_time();
+    const [pid] = registry.occupant(dict, w.gen, w.slot);
+    if (pid !== w.pid) {
+        const hold = lock.acquire(dict, true);
+        update_time();
+        if (registry.recount(dict, w.gen, w.slot, w.pid, now())) {
+            log(WARN, "worker ", w.id, " was dropped as crashed but is alive (stalled over ", n.interval + n.failed,
+                "s?); counted again");
+        }
+        lock.release(dict, hold);
+    }
+    registry.heartbeat(dict, w.gen, w.slot, now());
+    w.turn = w.turn + 1;
+    const finder = finder_for(n, w, false);
+    const [suspects, closing] = liveness.look(dict, finder, w.gen, w.slot, w.turn, now());
+    if (suspects.length > 0 || closing) {
+        const hold = lock.acquire(dict, true);
+        update_time();
+        liveness.settle(dict, finder, suspects, now());
+        lock.release(dict, hold);
+    }
 }
 
 function on_beat(premature: boolean): void {
@@ -195,8 +243,7 @@ function on_beat(premature: boolean): void {
         leave(true);
         return;
     }
-    update_time();
-    registry.heartbeat(n.dict, w.gen, w.slot, now());
+    beat(w, n);
     const [ok, err] = timer_at(n.interval, on_beat);
     if (!ok) {
         if (err === "process exiting") {
@@ -237,7 +284,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     }
     const dict = n.dict;
     const pid = worker_pid();
-    const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false };
+    const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, turn: 0 };
     registry.arrive(dict, g);
 
     let hold = lock.acquire(dict, false);
@@ -247,13 +294,19 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     worker = w;
     const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
     run("worker start", start_cb, w.id, n_prev, mine, n_next);
+    hold = lock.renew(dict, hold, false);
+    update_time();
+    // A slow start callback must not make this worker look dead.
+    registry.heartbeat(dict, g, slot, now());
     if (dead !== undefined) {
         // Counted in the start callback above, as the contract promises;
         // dropped right after.
-        hold = lock.renew(dict, hold, false);
-        const left = registry.drop_dead(dict, g);
-        log(ERR, "worker ", g, "-", dead, " (pid ", dead, ", slot ", slot, ") died without exiting: nginx respawned ",
-            "its slot as ", w.id, "; dropped from the counts, ", left, " left in generation ", g);
+        const left = registry.drop_replaced(dict, g);
+        const dead_id = g + "-" + dead;
+        log(ERR, "worker ", dead_id, " (pid ", dead, ", slot ", slot, ") crashed: nginx respawned its slot as ",
+            w.id, "; dropped from the counts, ", left, " left in generation ", g);
+        const [c_prev, c_next] = registry.neighbours(dict, g, now(), n.failed);
+        run("crash", n.on_crash, dead_id, c_prev, left, c_next);
     }
     lock.release(dict, hold);
 

@@ -28,6 +28,11 @@ function arrived(g: number): string {
     return PREFIX + "g" + g + ":arrived";
 }
 
+/** Workers of the generation that left the counts (exited or found dead). */
+function gone(g: number): string {
+    return PREFIX + "g" + g + ":gone";
+}
+
 /** worker_processes of the generation: how many slots to look at. */
 function size(g: number): string {
     return PREFIX + "g" + g + ":size";
@@ -43,4 +48,4 @@ function beat(g: number, s: number): string {
     return PREFIX + "g" + g + ":beat" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, size, slot, beat };
+export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, gone, size, slot, beat };

@@ -1,8 +1,13 @@
 /**
  * The bookkeeping behind the four counts: generations and the workers counted
  * in each, as a few small shm keys per generation (see keys.ts). Every
- * function here is called with the node lock held; it knows nothing of
- * phases, callbacks or the lock itself.
+ * function that writes is called with the node lock held; this module knows
+ * nothing of phases, callbacks or the lock itself.
+ *
+ * Per generation: `arrived` workers reached init_worker, `live` are counted
+ * now, `gone` left the counts (exited, or found dead). A worker is counted
+ * exactly while its pid is in its slot's key, so whoever removes that key
+ * (its own exit, or the one who found it dead) is the one who uncounts it.
  */
 
 import * as keys from "./keys";
@@ -29,16 +34,41 @@ function arrive(dict: NgxSharedDict, g: number): void {
     add(dict, keys.arrived(g), 1);
 }
 
+function has_generation(dict: NgxSharedDict, g: number): boolean {
+    return read_number(dict, keys.gen(g)) !== undefined;
+}
+
+/** Workers counted in generation `g`. */
+function count(dict: NgxSharedDict, g: number): number {
+    return read_number(dict, keys.live(g)) ?? 0;
+}
+
+/** Workers of `g` that arrived but are neither counted nor gone: still starting. */
+function starting(dict: NgxSharedDict, g: number): number {
+    return (read_number(dict, keys.arrived(g)) ?? 0) - (read_number(dict, keys.gone(g)) ?? 0) - count(dict, g);
+}
+
+/** Number of slots of `g` (its worker_processes), 0 if unknown. */
+function slots(dict: NgxSharedDict, g: number): number {
+    return read_number(dict, keys.size(g)) ?? 0;
+}
+
+/** The pid counted in slot `s` of `g` and its last heartbeat. */
+function occupant(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
+    return $multi(read_number(dict, keys.slot(g, s)), read_number(dict, keys.beat(g, s)));
+}
+
 /**
  * Counts a starting worker. Returns its generation's count including itself,
  * and the pid previously counted in the same slot, if any: nginx reuses a
- * slot only for a worker it respawned, so that pid is dead.
+ * slot only for a worker it respawned, so that pid is dead (and, as the
+ * contract wants, still counted until `drop_replaced`).
  */
 function register(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
                   now: number): LuaMultiReturn<[number, number | undefined]> {
     const previous = read_number(dict, keys.slot(g, s));
-    if (read_number(dict, keys.gen(g)) === undefined) {
-        // Taken for a rolled-back reload while this worker was slow to start.
+    if (!has_generation(dict, g)) {
+        // Forgotten as a rolled-back reload while its workers were slow to start.
         write(dict, keys.gen(g), now);
     }
     write(dict, keys.size(g), workers);
@@ -48,18 +78,39 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
     return $multi(mine, previous !== pid ? previous : undefined);
 }
 
-/** Drops a worker that is known to be dead (its slot now belongs to another pid). */
-function drop_dead(dict: NgxSharedDict, g: number): number {
+/** Uncounts the dead worker whose slot a respawned worker took over; the count left. */
+function drop_replaced(dict: NgxSharedDict, g: number): number {
+    add(dict, keys.gone(g), 1);
     return add(dict, keys.live(g), -1) ?? 0;
 }
 
-/** Uncounts an exiting worker; returns how many of its generation remain. */
-function unregister(dict: NgxSharedDict, g: number, s: number, pid: number): number {
-    if (read_number(dict, keys.slot(g, s)) === pid) {
-        remove(dict, keys.slot(g, s));
-        remove(dict, keys.beat(g, s));
+/**
+ * Uncounts the worker `pid` of slot `s` if it is still counted there. Returns
+ * whether it was, and how many of its generation remain counted.
+ */
+function uncount(dict: NgxSharedDict, g: number, s: number, pid: number): LuaMultiReturn<[boolean, number]> {
+    if (read_number(dict, keys.slot(g, s)) !== pid) {
+        return $multi(false, count(dict, g));
     }
-    return add(dict, keys.live(g), -1) ?? 0;
+    remove(dict, keys.slot(g, s));
+    remove(dict, keys.beat(g, s));
+    add(dict, keys.gone(g), 1);
+    return $multi(true, add(dict, keys.live(g), -1) ?? 0);
+}
+
+/**
+ * Counts again a worker that was found dead by mistake (it stopped beating
+ * but lives), unless its generation has ended since.
+ */
+function recount(dict: NgxSharedDict, g: number, s: number, pid: number, now: number): boolean {
+    if (!has_generation(dict, g) || read_number(dict, keys.slot(g, s)) !== undefined) {
+        return false;
+    }
+    write(dict, keys.slot(g, s), pid);
+    write(dict, keys.beat(g, s), now);
+    add(dict, keys.gone(g), -1);
+    add(dict, keys.live(g), 1);
+    return true;
 }
 
 /** Records a heartbeat of the worker in slot `s`. */
@@ -68,32 +119,43 @@ function heartbeat(dict: NgxSharedDict, g: number, s: number, now: number): void
 }
 
 function forget(dict: NgxSharedDict, g: number): void {
-    const slots = read_number(dict, keys.size(g)) ?? 0;
-    for (const s of $range(0, slots - 1)) {
+    for (const s of $range(0, slots(dict, g) - 1)) {
         remove(dict, keys.slot(g, s));
         remove(dict, keys.beat(g, s));
     }
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
+    remove(dict, keys.gone(g));
     remove(dict, keys.live(g));
     remove(dict, keys.gen(g));
 }
 
+/** The range of generations that may have records: LOW..TOP. */
+function span(dict: NgxSharedDict): LuaMultiReturn<[number, number]> {
+    const top = read_number(dict, keys.TOP) ?? 0;
+    return $multi(read_number(dict, keys.LOW) ?? top + 1, top);
+}
+
 /** Moves LOW past generations that have no records left. */
 function advance_low(dict: NgxSharedDict): void {
-    const top = read_number(dict, keys.TOP);
-    let low = read_number(dict, keys.LOW);
-    if (top === undefined || low === undefined) {
-        return;
-    }
-    const start = low;
-    while (low < top && read_number(dict, keys.gen(low)) === undefined
-           && (read_number(dict, keys.live(low)) ?? 0) <= 0) {
+    const [start, top] = span(dict);
+    let low = start;
+    while (low < top && !has_generation(dict, low) && count(dict, low) <= 0) {
         low = low + 1;
     }
     if (low !== start) {
         write(dict, keys.LOW, low);
     }
+}
+
+/**
+ * True once generation `g` is over: it had workers, and none is counted or
+ * still starting.
+ * The last one out ends it (`end_generation`) exactly once.
+ */
+function finished(dict: NgxSharedDict, g: number): boolean {
+    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0
+        && starting(dict, g) <= 0;
 }
 
 /** Removes the records of a generation whose last worker left. */
@@ -108,21 +170,37 @@ function end_generation(dict: NgxSharedDict, g: number): void {
  * back after init_by_lua ran never gets a worker and stops existing then.
  */
 function exists(dict: NgxSharedDict, h: number, now: number, grace: number): boolean {
-    if ((read_number(dict, keys.live(h)) ?? 0) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
+    if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
         return true;
     }
     const started = read_number(dict, keys.gen(h));
     return started !== undefined && now - started < grace;
 }
 
+/** The newest generation that exists, nil if none. */
+function newest(dict: NgxSharedDict, now: number, grace: number): number | undefined {
+    const [low, top] = span(dict);
+    let h = top;
+    while (h >= low) {
+        if (exists(dict, h, now, grace)) {
+            return h;
+        }
+        h = h - 1;
+    }
+    return undefined;
+}
+
+/** A generation that never got a worker within `grace` seconds of its master start. */
+function rolled_back(dict: NgxSharedDict, h: number, now: number, grace: number): boolean {
+    return has_generation(dict, h) && !exists(dict, h, now, grace);
+}
+
 /** Forgets generations that never got a worker within `grace` seconds (rolled-back reloads). */
 function sweep(dict: NgxSharedDict, now: number, grace: number): void {
-    const top = read_number(dict, keys.TOP) ?? 0;
-    const low = read_number(dict, keys.LOW) ?? top + 1;
+    const [low, top] = span(dict);
     let swept = false;
     for (const h of $range(low, top)) {
-        const started = read_number(dict, keys.gen(h));
-        if (started !== undefined && !exists(dict, h, now, grace)) {
+        if (rolled_back(dict, h, now, grace)) {
             log(NOTICE, "generation ", h, " got no worker within ", grace,
                 "s of its master start (reload rolled back); it is not counted");
             forget(dict, h);
@@ -141,15 +219,14 @@ function sweep(dict: NgxSharedDict, now: number, grace: number): void {
  */
 function neighbours(dict: NgxSharedDict, g: number, now: number,
                     grace: number): LuaMultiReturn<[number | undefined, number | undefined]> {
-    const top = read_number(dict, keys.TOP) ?? g;
-    const low = read_number(dict, keys.LOW) ?? g;
+    const [low, top] = span(dict);
     let prev = 0;
     let next: number | undefined = undefined;
-    for (const h of $range(low, top)) {
+    for (const h of $range(math.min(low, g), math.max(top, g))) {
         if (h < g) {
-            prev = prev + math.max(read_number(dict, keys.live(h)) ?? 0, 0);
+            prev = prev + math.max(count(dict, h), 0);
         } else if (h > g && exists(dict, h, now, grace)) {
-            next = (next ?? 0) + math.max(read_number(dict, keys.live(h)) ?? 0, 0);
+            next = (next ?? 0) + math.max(count(dict, h), 0);
         }
     }
     return $multi(g === 1 ? undefined : prev, next);
@@ -160,10 +237,10 @@ function neighbours(dict: NgxSharedDict, g: number, now: number,
  * exiting worker that can wait does, so that it tells a reload from a stop.
  */
 function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: number): boolean {
-    const top = read_number(dict, keys.TOP) ?? g;
+    const [, top] = span(dict);
     let undecided = false;
     for (const h of $range(g + 1, top)) {
-        if ((read_number(dict, keys.live(h)) ?? 0) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
+        if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
             return false;
         }
         if (exists(dict, h, now, grace)) {
@@ -173,12 +250,8 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
     return undecided;
 }
 
-/** Workers counted in generation `g`. */
-function count(dict: NgxSharedDict, g: number): number {
-    return read_number(dict, keys.live(g)) ?? 0;
-}
-
 export {
-    begin_generation, arrive, register, drop_dead, unregister, heartbeat, end_generation, sweep,
-    neighbours, newer_undecided, count,
+    begin_generation, arrive, has_generation, count, starting, slots, occupant, register, drop_replaced,
+    uncount, recount, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
+    neighbours, newer_undecided,
 };

@@ -1,0 +1,146 @@
+/**
+ * Finding workers that died without exiting (kill -9, segfault, OOM): their
+ * pid is gone, or their heartbeat is overdue. Looking is lock-free and cheap
+ * (a few reads per generation); dropping them happens under the lock, where
+ * each suspect is checked again, so two finders never drop one worker twice.
+ */
+
+import * as registry from "./registry";
+import { pid_alive } from "./host";
+import { run, type Callback } from "./callbacks";
+import { log } from "./log";
+
+const ERR = ngx.ERR;
+const NOTICE = ngx.NOTICE;
+
+/** A worker that looks dead, and why. */
+interface Suspect {
+    gen: number;
+    slot: number;
+    pid: number;
+    cause: string;
+}
+
+/** What the finder's own process knows and may call. */
+interface Finder {
+    pid: number;
+    /** Seconds after its last heartbeat at which a worker counts as dead. */
+    overdue: number;
+    /** Seconds a generation may go without a worker before it counts as rolled back. */
+    grace: number;
+    /** The finder is exiting: nginx respawns nothing then, in its generation or older. */
+    exiting: boolean;
+    on_crash: Callback | undefined;
+    master_exit: Callback | undefined;
+}
+
+/**
+ * Why the worker `pid` counts as dead, or nil. In a generation nginx keeps
+ * respawning, a gone pid is left to its respawned successor (which reports it
+ * at once) unless the heartbeat is overdue too: nginx does not respawn a
+ * worker that exited with code 2.
+ */
+function diagnose(pid: number, beat: number | undefined, now: number, overdue: number,
+                  respawnable: boolean): string | undefined {
+    const late = beat !== undefined ? now - beat : overdue + 1;
+    if (!pid_alive(pid)) {
+        if (!respawnable || late > overdue) {
+            return "its process is gone";
+        }
+        return undefined;
+    }
+    if (late > overdue) {
+        return "no heartbeat for " + string.format("%.1f", late) + "s";
+    }
+    return undefined;
+}
+
+function suspect_at(dict: NgxSharedDict, finder: Finder, g: number, s: number, now: number,
+                    respawnable: boolean, found: Suspect[]): void {
+    const [pid, beat] = registry.occupant(dict, g, s);
+    if (pid === undefined || pid === finder.pid) {
+        return;
+    }
+    const cause = diagnose(pid, beat, now, finder.overdue, respawnable);
+    if (cause !== undefined) {
+        found.push({ gen: g, slot: s, pid, cause });
+    }
+}
+
+/**
+ * One heartbeat's look around, without the lock: in every generation, the
+ * slot `turn` places after the finder's own (so all slots are covered within
+ * a few beats at a constant cost per beat). Returns the suspects and whether
+ * a generation needs closing (rolled back, or its last worker died).
+ */
+function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: number, turn: number,
+              now: number): LuaMultiReturn<[Suspect[], boolean]> {
+    const found: Suspect[] = [];
+    let closing = false;
+    const [low, top] = registry.span(dict);
+    const newest = registry.newest(dict, now, finder.grace);
+    for (const g of $range(low, top)) {
+        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && registry.finished(dict, g))) {
+            closing = true;
+        }
+        const size = registry.slots(dict, g);
+        if (size > 0) {
+            let s = (own_slot + turn) % size;
+            if (g === own_gen && s === own_slot) {
+                s = (s + 1) % size;
+            }
+            suspect_at(dict, finder, g, s, now, g === newest && !finder.exiting, found);
+        }
+    }
+    return $multi(found, closing);
+}
+
+/** Every other worker of generation `g` whose process is gone (for an exiting worker). */
+function look_in(dict: NgxSharedDict, finder: Finder, g: number, now: number): Suspect[] {
+    const found: Suspect[] = [];
+    for (const s of $range(0, registry.slots(dict, g) - 1)) {
+        suspect_at(dict, finder, g, s, now, false, found);
+    }
+    return found;
+}
+
+/** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
+function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
+    registry.end_generation(dict, g);
+    const [n_prev, n_next] = registry.neighbours(dict, g, now, finder.grace);
+    log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
+    run("master exit", finder.master_exit, g, n_prev, 0, n_next);
+}
+
+/**
+ * Under the lock: drops each suspect that is still counted and still looks
+ * dead (logged at ERR, then the crash callback), closes generations whose
+ * last worker died, and forgets rolled-back reloads.
+ */
+function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: number): void {
+    registry.sweep(dict, now, finder.grace);
+    const newest = registry.newest(dict, now, finder.grace);
+    for (const x of suspects) {
+        const [pid, beat] = registry.occupant(dict, x.gen, x.slot);
+        const respawnable = x.gen === newest && !finder.exiting;
+        if (pid === x.pid && diagnose(pid, beat, now, finder.overdue, respawnable) !== undefined) {
+            const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid);
+            if (counted) {
+                const id = x.gen + "-" + x.pid;
+                log(ERR, "worker ", id, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
+                    "; dropped from the counts, ", left, " left in generation ", x.gen);
+                const [n_prev, n_next] = registry.neighbours(dict, x.gen, now, finder.grace);
+                run("crash", finder.on_crash, id, n_prev, left, n_next);
+            }
+        }
+    }
+    const [low, top] = registry.span(dict);
+    for (const g of $range(low, top)) {
+        if (registry.finished(dict, g) && (g !== newest || finder.exiting)) {
+            close(dict, finder, g, now);
+        }
+    }
+}
+
+export { look, look_in, settle };
+export type { Suspect, Finder };
