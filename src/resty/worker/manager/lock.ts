@@ -64,13 +64,18 @@ function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
         const pid = holder_pid(holder);
         if (pid !== undefined && !pid_alive(pid)) {
             // The holder died without releasing (kill -9, segfault): its pid is
-            // gone, so waiting for the expiry would only stall the node.
-            const [again] = dict.get(LOCK);
-            if (again === holder) {
-                dict.delete(LOCK);
-                log(WARN, "took over the node lock from dead process ", pid);
+            // gone, so waiting for the expiry would only stall the node. Of
+            // several waiters only the one that marks this dead hold first
+            // deletes it; the others could delete the winner's new hold.
+            const [won] = dict.safe_add(LOCK + ":takeover:" + (holder as string), true, EXPTIME);
+            if (won) {
+                const [again] = dict.get(LOCK);
+                if (again === holder) {
+                    dict.delete(LOCK);
+                    log(WARN, "took over the node lock from dead process ", pid);
+                }
+                continue;
             }
-            continue;
         }
         update_time();
         if (now() >= deadline) {

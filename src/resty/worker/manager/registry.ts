@@ -68,8 +68,12 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
                   now: number): LuaMultiReturn<[number, number | undefined]> {
     const previous = read_number(dict, keys.slot(g, s));
     if (!has_generation(dict, g)) {
-        // Forgotten as a rolled-back reload while its workers were slow to start.
+        // Forgotten as a rolled-back reload while its workers were slow to
+        // start: it exists after all, and scans must reach it again.
         write(dict, keys.gen(g), now);
+        if ((read_number(dict, keys.LOW) ?? g) > g) {
+            write(dict, keys.LOW, g);
+        }
     }
     write(dict, keys.size(g), workers);
     write(dict, keys.slot(g, s), pid);

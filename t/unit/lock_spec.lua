@@ -1,0 +1,314 @@
+-- resty.worker.manager.lock: the node-wide lock in the shm (LIFECYCLE.md:
+-- "All callbacks of one node run one at a time ... a node-wide lock in the
+-- shm"; "the lock has an expiry so a worker that crashes while holding it
+-- cannot block the node forever"), against a fake shdict whose expiry follows
+-- nginx's cached clock. Several processes are played by switching the stub's
+-- pid; host.pause and ngx.sleep advance the stub's clock.
+
+local stub = require("helpers.ngx_stub")
+local fake_dict = require("helpers.fake_dict")
+
+local LOCK = "lua-resty-worker-manager:lock"
+local A, B = 1001, 2002
+
+describe("lock", function()
+    local env, dict, lock
+
+    before_each(function()
+        env = stub.install{ pid = A, phase = "init_worker", now = 10000 }
+        env.live_pids[B] = true
+        dict = env.dict
+        lock = require("resty.worker.manager.lock")
+    end)
+
+    after_each(function()
+        stub.uninstall()
+    end)
+
+    local function as(pid)
+        env.pid = pid
+    end
+
+    local function waited()
+        return #env.pauses + #env.sleeps
+    end
+
+    it("hands out a 'pid:n' token stored in the lock key with a 30 s expiry", function()
+        assert.equal(30, lock.EXPTIME)
+        local hold = lock.acquire(dict, false)
+        assert.equal(A .. ":1", hold)
+        assert.equal(hold, dict:get(LOCK))
+        assert.equal(30, dict:ttl(LOCK))
+        assert.equal(0, waited())
+        assert.same({}, env.logs)
+        lock.release(dict, hold)
+        assert.is_nil(dict:get(LOCK))
+        local again = lock.acquire(dict, false)
+        assert.equal(A .. ":2", again)
+        lock.release(dict, again)
+        as(B)
+        assert.equal(B .. ":3", lock.acquire(dict, false))
+    end)
+
+    it("judges expiry by a fresh clock, not a stale cached one", function()
+        dict:safe_add(LOCK, B .. ":9", 30)
+        env.advance_os(40)                  -- the hold expired in real time
+        local hold = lock.acquire(dict, false)
+        assert.equal(A .. ":1", hold)
+        assert.equal(0, waited())
+        assert.equal(30, dict:ttl(LOCK))
+    end)
+
+    it("makes a second process wait until the first hold expires (30 s)", function()
+        local first = lock.acquire(dict, false)
+        as(B)
+        local t0 = env.now()
+        local second = lock.acquire(dict, false)
+        local elapsed = env.now() - t0
+        assert.equal(B .. ":2", second)
+        assert.equal(second, dict:get(LOCK))
+        assert.is_true(elapsed >= 30, "waited only " .. elapsed .. " s")
+        assert.is_true(elapsed < 35, "waited " .. elapsed .. " s")
+        assert.is_true(#env.pauses > 1)
+        assert.same({}, env.logs_at("WARN"))
+        assert.same({}, env.logs_at("ERR"))
+        assert.are_not.equal(first, second)
+    end)
+
+    it("waits in short steps: it gets a lock released early without waiting the expiry", function()
+        dict:safe_add(LOCK, B .. ":1", 30)
+        -- B releases after about 2 s: simulate by a pause hook
+        local pause = env.host.pause
+        local released = false
+        env.host.pause = function(s)
+            pause(s)
+            if not released and env.os_time >= 10002 then
+                released = true
+                dict:delete(LOCK)
+            end
+        end
+        package.loaded["resty.worker.manager.lock"] = nil
+        lock = require("resty.worker.manager.lock")
+        local t0 = env.os_time
+        local hold = lock.acquire(dict, false)
+        assert.equal(A .. ":1", hold)
+        local elapsed = env.os_time - t0
+        assert.is_true(elapsed >= 2 and elapsed < 2.02, "elapsed " .. elapsed)
+    end)
+
+    it("takes over at once, with a WARN, from a holder whose pid is dead", function()
+        dict:safe_add(LOCK, "4242:7", 30)
+        local t0 = env.now()
+        local hold = lock.acquire(dict, false)
+        assert.equal(A .. ":1", hold)
+        assert.equal(hold, dict:get(LOCK))
+        assert.equal(t0, env.now())
+        assert.equal(0, waited())
+        local warns = env.logs_at("WARN", "4242")
+        assert.equal(1, #warns, env.dump_logs())
+        assert.matches("^%[worker%-manager%] ", warns[1])
+        assert.same({ 4242 }, env.pid_checks)
+    end)
+
+    it("does not delete a hold that another process took over in the meantime", function()
+        dict:safe_add(LOCK, "4242:7", 30)
+        -- While A checks whether 4242 lives, B (faster) takes the lock over.
+        local pid_alive = env.host.pid_alive
+        env.host.pid_alive = function(pid)
+            if pid == 4242 and dict:get(LOCK) == "4242:7" then
+                dict:delete(LOCK)
+                dict:safe_add(LOCK, B .. ":77", 30)
+            end
+            return pid_alive(pid)
+        end
+        package.loaded["resty.worker.manager.lock"] = nil
+        lock = require("resty.worker.manager.lock")
+        local t0 = env.now()
+        local hold = lock.acquire(dict, false)
+        local elapsed = env.now() - t0
+        assert.equal(A .. ":1", hold)
+        assert.is_true(elapsed >= 30 and elapsed < 35, "B's hold was cut short: " .. elapsed)
+    end)
+
+    it("waits for a resty.lock-style holder (value true) instead of taking it over", function()
+        assert.is_true((dict:add(LOCK, true, 30)))   -- what resty.lock's lock() does
+        local t0 = env.now()
+        local hold = lock.acquire(dict, false)
+        local elapsed = env.now() - t0
+        assert.equal(A .. ":1", hold)
+        assert.is_true(elapsed >= 30 and elapsed < 35, "elapsed " .. elapsed)
+        assert.same({}, env.logs_at("WARN"))
+        assert.same({}, env.pid_checks)
+    end)
+
+    it("waits for a live holder it cannot parse as ours, without taking over", function()
+        dict:safe_add(LOCK, "somebody", 3)
+        local t0 = env.now()
+        assert.equal(A .. ":1", lock.acquire(dict, false))
+        assert.is_true(env.now() - t0 >= 3)
+        assert.same({}, env.logs_at("WARN"))
+    end)
+
+    it("gives up after 35 s on a hold that never expires: ERR, UNLOCKED token", function()
+        dict:set(LOCK, B .. ":1")            -- no expiry, B alive
+        local t0 = env.now()
+        local hold = lock.acquire(dict, false)
+        local elapsed = env.now() - t0
+        assert.equal("", hold)
+        assert.is_true(elapsed >= 35 and elapsed < 36, "elapsed " .. elapsed)
+        assert.equal(1, #env.logs_at("ERR", B .. ":1"), env.dump_logs())
+        assert.equal(B .. ":1", dict:get(LOCK))
+        lock.release(dict, hold)
+        assert.equal(B .. ":1", dict:get(LOCK))
+    end)
+
+    describe("release", function()
+        it("deletes its own hold", function()
+            local hold = lock.acquire(dict, false)
+            lock.release(dict, hold)
+            assert.is_nil(dict:get(LOCK))
+            assert.same({}, env.logs)
+        end)
+
+        it("leaves another's hold after its own expired and was retaken, with a WARN", function()
+            local mine = lock.acquire(dict, false)
+            env.advance(31)
+            as(B)
+            local t0 = env.now()
+            local theirs = lock.acquire(dict, false)
+            assert.equal(t0, env.now())          -- expired: no wait
+            assert.equal(B .. ":2", theirs)
+            as(A)
+            lock.release(dict, mine)
+            assert.equal(theirs, dict:get(LOCK))
+            local warns = env.logs_at("WARN", mine)
+            assert.equal(1, #warns, env.dump_logs())
+            as(B)
+            lock.release(dict, theirs)
+            assert.is_nil(dict:get(LOCK))
+        end)
+
+        it("leaves a resty.lock user's hold alone", function()
+            local mine = lock.acquire(dict, false)
+            env.advance(31)
+            dict:add(LOCK, true, 30)
+            lock.release(dict, mine)
+            assert.is_true(dict:get(LOCK))
+            assert.equal(1, #env.logs_at("WARN"))
+        end)
+    end)
+
+    describe("renew", function()
+        it("extends the expiry of a hold still held", function()
+            local hold = lock.acquire(dict, false)
+            env.advance(20)
+            assert.equal(10, dict:ttl(LOCK))
+            assert.equal(hold, lock.renew(dict, hold, false))
+            assert.equal(hold, dict:get(LOCK))
+            assert.equal(30, dict:ttl(LOCK))
+            assert.same({}, env.logs)
+            assert.equal(0, waited())
+        end)
+
+        it("re-acquires a hold that expired, with a WARN", function()
+            local hold = lock.acquire(dict, false)
+            env.advance(31)
+            local renewed = lock.renew(dict, hold, false)
+            assert.equal(A .. ":2", renewed)
+            assert.equal(renewed, dict:get(LOCK))
+            assert.equal(30, dict:ttl(LOCK))
+            assert.equal(1, #env.logs_at("WARN", hold), env.dump_logs())
+        end)
+
+        it("waits for whoever took the expired hold, then re-acquires", function()
+            local hold = lock.acquire(dict, false)
+            env.advance(31)
+            as(B)
+            local theirs = lock.acquire(dict, false)
+            as(A)
+            local t0 = env.now()
+            local renewed = lock.renew(dict, hold, false)
+            local elapsed = env.now() - t0
+            assert.equal(A .. ":3", renewed)
+            assert.equal(renewed, dict:get(LOCK))
+            assert.is_true(elapsed >= 30 and elapsed < 35, "elapsed " .. elapsed)
+            assert.are_not.equal(theirs, renewed)
+        end)
+
+        it("acquires when called with the UNLOCKED token", function()
+            local renewed = lock.renew(dict, "", false)
+            assert.equal(A .. ":1", renewed)
+            assert.equal(renewed, dict:get(LOCK))
+        end)
+    end)
+
+    describe("when the shm is full", function()
+        before_each(function()
+            stub.uninstall()
+            env = stub.install{ pid = A, phase = "init_worker", capacity = 2048 }
+            env.live_pids[B] = true
+            dict = env.dict
+            lock = require("resty.worker.manager.lock")
+            fake_dict.fill(dict, "other:")
+        end)
+
+        it("logs ERR and returns the UNLOCKED token '' without waiting", function()
+            local hold = lock.acquire(dict, false)
+            assert.equal("", hold)
+            assert.is_nil(dict:get(LOCK))
+            local errs = env.logs_at("ERR", LOCK)
+            assert.equal(1, #errs, env.dump_logs())
+            assert.matches("no memory", errs[1], 1, true)
+            assert.equal(0, waited())
+            assert.equal(0, dict:get("other:0"))    -- nobody else's key was evicted
+        end)
+
+        it("makes release of the UNLOCKED token a no-op", function()
+            local hold = lock.acquire(dict, false)
+            -- room appears and someone else takes the lock
+            dict:delete("other:0")
+            dict:delete("other:1")
+            assert.is_true((dict:safe_add(LOCK, B .. ":5", 30)))
+            local deletes = fake_dict.calls(dict).delete or 0
+            local logged = #env.logs
+            lock.release(dict, hold)
+            assert.equal(B .. ":5", dict:get(LOCK))
+            assert.equal(deletes, fake_dict.calls(dict).delete or 0)
+            assert.equal(logged, #env.logs)
+        end)
+    end)
+
+    describe("waiting", function()
+        before_each(function()
+            as(B)
+            dict:safe_add(LOCK, B .. ":1", 2)      -- B holds it for 2 s
+            as(A)
+        end)
+
+        it("uses ngx.sleep where it can yield", function()
+            env.phase = "timer"
+            local t0 = env.now()
+            assert.equal(A .. ":1", lock.acquire(dict, true))
+            assert.is_true(#env.sleeps > 0)
+            assert.equal(0, #env.pauses)
+            assert.is_true(env.now() - t0 >= 2)
+        end)
+
+        it("blocks with host.pause where it cannot (ngx.sleep is disabled)", function()
+            env.phase = "init_worker"
+            local t0 = env.now()
+            assert.equal(A .. ":1", lock.acquire(dict, false))
+            assert.is_true(#env.pauses > 0)
+            assert.equal(0, #env.sleeps)
+            assert.is_true(env.now() - t0 >= 2)
+        end)
+
+        it("starts with short steps and never steps longer than 10 ms", function()
+            lock.acquire(dict, false)
+            assert.is_true(env.pauses[1] <= 0.001)
+            for _, s in ipairs(env.pauses) do
+                assert.is_true(s > 0 and s <= 0.01, tostring(s))
+            end
+        end)
+    end)
+end)

@@ -1,0 +1,624 @@
+-- resty.worker.manager.registry: the bookkeeping behind n_prev / n_mine /
+-- n_next (LIFECYCLE.md, "The four counts"), against a fake shdict with
+-- ngx.shared.DICT semantics. Every registry function takes `now` explicitly;
+-- the specs pass the stub's cached clock.
+
+local stub = require("helpers.ngx_stub")
+local fake_dict = require("helpers.fake_dict")
+
+local P = "lua-resty-worker-manager:"
+local GRACE = 5
+
+describe("registry", function()
+    local env, dict, registry
+
+    before_each(function()
+        env = stub.install{ phase = "init", now = 5000 }
+        dict = env.dict
+        registry = require("resty.worker.manager.registry")
+    end)
+
+    after_each(function()
+        stub.uninstall()
+    end)
+
+    -- Uncounting an exiting worker, and a dead one whose slot nginx respawned.
+    -- (The registry is being reworked: unregister/drop_dead become
+    -- uncount/drop_replaced; these speak to whichever is there.)
+    local function unregister(g, s, pid)
+        if registry.uncount then
+            local _, left = registry.uncount(dict, g, s, pid)
+            return left
+        end
+        return registry.unregister(dict, g, s, pid)
+    end
+
+    local function drop_replaced(g)
+        return (registry.drop_replaced or registry.drop_dead)(dict, g)
+    end
+
+    -- Workers of generation g in slots 0..n-1, pids base, base+1, ...;
+    -- each arrives, then registers (what on_init_worker_by_lua does).
+    local function start_workers(g, n, base)
+        local pids = {}
+        for s = 0, n - 1 do
+            registry.arrive(dict, g)
+            registry.register(dict, g, s, base + s, n, env.now())
+            pids[s] = base + s
+        end
+        return pids
+    end
+
+    -- All of them exit gracefully; the last one ends the generation.
+    local function stop_workers(g, pids)
+        local slots = {}
+        for s in pairs(pids) do
+            slots[#slots + 1] = s
+        end
+        table.sort(slots)
+        local remaining
+        for _, s in ipairs(slots) do
+            remaining = unregister(g, s, pids[s])
+        end
+        assert.equal(0, remaining)
+        registry.end_generation(dict, g)
+    end
+
+    local function nb(g)
+        local n_prev, n_next = registry.neighbours(dict, g, env.now(), GRACE)
+        return { prev = n_prev, next = n_next }
+    end
+
+    local function gen_keys(g)
+        -- every key of generation g: "...:g<g>" and "...:g<g>:<anything>"
+        local out = {}
+        for _, k in ipairs(fake_dict.keys(dict)) do
+            if k == P .. "g" .. g or k:sub(1, #(P .. "g" .. g .. ":")) == P .. "g" .. g .. ":" then
+                out[#out + 1] = k
+            end
+        end
+        return out
+    end
+
+    describe("begin_generation", function()
+        it("numbers generations 1, 2, 3 and records their start time", function()
+            local t1 = env.now()
+            assert.equal(1, registry.begin_generation(dict, t1))
+            env.advance(7)
+            local t2 = env.now()
+            assert.equal(2, registry.begin_generation(dict, t2))
+            env.advance(7)
+            assert.equal(3, registry.begin_generation(dict, env.now()))
+            assert.equal(3, dict:get(P .. "top"))
+            assert.equal(1, dict:get(P .. "low"))
+            assert.equal(t1, dict:get(P .. "g1"))
+            assert.equal(t2, dict:get(P .. "g2"))
+        end)
+
+        it("continues from the shm after a reload loads the module again", function()
+            registry.begin_generation(dict, env.now())
+            registry.begin_generation(dict, env.now())
+            package.loaded["resty.worker.manager.registry"] = nil
+            local again = require("resty.worker.manager.registry")
+            assert.are_not.equal(registry, again)
+            assert.equal(3, again.begin_generation(dict, env.now()))
+        end)
+
+        it("starts again at 1 with a new shm (restart)", function()
+            registry.begin_generation(dict, env.now())
+            registry.begin_generation(dict, env.now())
+            stub.uninstall()
+            env = stub.install{}
+            registry = require("resty.worker.manager.registry")
+            assert.equal(1, registry.begin_generation(env.dict, env.now()))
+        end)
+    end)
+
+    describe("neighbours", function()
+        it("gives nil, nil to generation 1 alone", function()
+            registry.begin_generation(dict, env.now())
+            local n_prev, n_next = registry.neighbours(dict, 1, env.now(), GRACE)
+            assert.is_nil(n_prev)
+            assert.is_nil(n_next)
+            start_workers(1, 2, 100)
+            n_prev, n_next = registry.neighbours(dict, 1, env.now(), GRACE)
+            assert.is_nil(n_prev)
+            assert.is_nil(n_next)
+        end)
+
+        it("counts the older generation's live workers in n_prev of a reload", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+            env.advance(60)
+            assert.equal(2, registry.begin_generation(dict, env.now()))
+            assert.same({ prev = 2 }, nb(2))
+        end)
+
+        it("sums ALL older generations in n_prev, not only the one just before", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 3, 200)
+            registry.begin_generation(dict, env.now())
+            assert.same({ prev = 5 }, nb(3))
+            assert.same({ prev = 2, next = 0 }, nb(2))
+        end)
+
+        it("gives n_prev 0, not nil, once the older generations are gone", function()
+            registry.begin_generation(dict, env.now())
+            local old = start_workers(1, 2, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 2, 200)
+            assert.same({ prev = 2 }, nb(2))
+            stop_workers(1, old)
+            local n_prev, n_next = registry.neighbours(dict, 2, env.now(), GRACE)
+            assert.equal(0, n_prev)
+            assert.is_nil(n_next)
+            env.advance(3600)
+            assert.same({ prev = 0 }, nb(2))
+        end)
+
+        it("gives n_next 0, not nil, for a newer generation just begun", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+            assert.same({}, nb(1))
+            registry.begin_generation(dict, env.now())
+            assert.same({ next = 0 }, nb(1))
+            env.advance(GRACE - 0.5)
+            assert.same({ next = 0 }, nb(1))
+        end)
+
+        it("counts the workers of every newer generation in n_next", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 1, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 2, 200)
+            assert.same({ next = 2 }, nb(1))
+            registry.begin_generation(dict, env.now())
+            start_workers(3, 4, 300)
+            assert.same({ next = 6 }, nb(1))
+            assert.same({ prev = 1, next = 4 }, nb(2))
+            assert.same({ prev = 3 }, nb(3))
+            -- workers keep a generation existing long after its grace
+            env.advance(1000)
+            assert.same({ next = 6 }, nb(1))
+        end)
+
+        it("counts a newer generation whose worker arrived but is not counted yet", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 1, 100)
+            registry.begin_generation(dict, env.now())
+            registry.arrive(dict, 2)
+            env.advance(GRACE * 10)
+            assert.same({ next = 0 }, nb(1))
+        end)
+
+        it("follows workers leaving: n_next drops as newer workers exit", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 1, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 3, 200)
+            assert.equal(2, unregister(2, 0, 200))
+            assert.same({ next = 2 }, nb(1))
+        end)
+
+        it("never counts a negative number of workers", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 1, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 1, 200)
+            registry.begin_generation(dict, env.now())
+            dict:set(P .. "g1:live", -3)
+            dict:set(P .. "g3:live", -2)
+            dict:set(P .. "g3:arrived", 1)
+            assert.same({ prev = 1 }, nb(3))
+            assert.same({ prev = 0, next = 0 }, nb(2))
+        end)
+    end)
+
+    describe("a rolled-back reload (begun, never got a worker)", function()
+        local t0
+
+        before_each(function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+            env.advance(100)
+            t0 = env.now()
+            assert.equal(2, registry.begin_generation(dict, t0))
+        end)
+
+        it("exists for `grace` seconds after its master start, then not", function()
+            assert.same({ next = 0 }, nb(1))
+            env.advance(GRACE - 0.001)
+            assert.same({ next = 0 }, nb(1))
+            env.advance(0.001)
+            -- a later stop reports n_next == nil
+            assert.same({}, nb(1))
+        end)
+
+        it("is not forgotten by sweep within the grace", function()
+            env.advance(GRACE - 0.001)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.same({}, env.logs_at("NOTICE"))
+            assert.equal(t0, dict:get(P .. "g2"))
+        end)
+
+        it("is forgotten by sweep after the grace: keys removed, NOTICE logged", function()
+            assert.is_true(#gen_keys(2) > 0)
+            env.advance(GRACE)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.same({}, gen_keys(2))
+            local notices = env.logs_at("NOTICE", "generation 2")
+            assert.equal(1, #notices)
+            assert.matches("^%[worker%-manager%] ", notices[1])
+            -- generation 1 is untouched
+            assert.equal(2, registry.count(dict, 1))
+            assert.same({ "lua-resty-worker-manager:g1", "lua-resty-worker-manager:g1:arrived",
+                          "lua-resty-worker-manager:g1:beat0", "lua-resty-worker-manager:g1:beat1",
+                          "lua-resty-worker-manager:g1:live", "lua-resty-worker-manager:g1:size",
+                          "lua-resty-worker-manager:g1:slot0", "lua-resty-worker-manager:g1:slot1" },
+                        gen_keys(1))
+            -- sweeping again finds nothing more to say
+            registry.sweep(dict, env.now(), GRACE)
+            assert.equal(1, #env.logs_at("NOTICE"))
+        end)
+
+        it("counts in no n_prev or n_next of later generations", function()
+            env.advance(GRACE)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.equal(3, registry.begin_generation(dict, env.now()))
+            assert.same({ prev = 2 }, nb(3))
+            assert.same({ next = 0 }, nb(1))
+            start_workers(3, 2, 300)
+            assert.same({ next = 2 }, nb(1))
+        end)
+
+        it("lets LOW advance past it once the generations before are gone", function()
+            assert.equal(3, registry.begin_generation(dict, env.now()))
+            start_workers(3, 1, 300)
+            local pids1 = { [0] = 100, [1] = 101 }
+            stop_workers(1, pids1)
+            assert.same({}, gen_keys(1))
+            assert.equal(2, dict:get(P .. "low"))   -- generation 2 still has records
+            env.advance(GRACE)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.equal(3, dict:get(P .. "low"))
+            assert.same({}, gen_keys(2))
+            assert.same({ prev = 0 }, nb(3))
+        end)
+
+        it("is not forgotten while a worker of it has arrived (slow to take the lock)", function()
+            registry.arrive(dict, 2)
+            env.advance(GRACE * 10)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.same({}, env.logs_at("NOTICE"))
+            assert.equal(t0, dict:get(P .. "g2"))
+            assert.same({ next = 0 }, nb(1))
+        end)
+
+        it("is counted again if a worker of it registers after all", function()
+            env.advance(GRACE)
+            registry.sweep(dict, env.now(), GRACE)
+            local mine = registry.register(dict, 2, 0, 200, 1, env.now())
+            assert.equal(1, mine)
+            assert.equal(env.now(), dict:get(P .. "g2"))
+            assert.same({ next = 1 }, nb(1))
+            assert.same({ prev = 2 }, nb(2))
+        end)
+    end)
+
+    describe("sweep", function()
+        it("never forgets a generation that has counted workers", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 1, 200)
+            env.advance(GRACE * 100)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.same({}, env.logs_at("NOTICE"))
+            assert.equal(2, registry.count(dict, 1))
+            assert.equal(1, registry.count(dict, 2))
+            assert.same({ prev = 2 }, nb(2))
+        end)
+    end)
+
+    describe("register", function()
+        before_each(function()
+            registry.begin_generation(dict, env.now())
+        end)
+
+        it("returns the generation's count including the new worker", function()
+            local mine, dead = registry.register(dict, 1, 0, 100, 3, env.now())
+            assert.equal(1, mine)
+            assert.is_nil(dead)
+            mine, dead = registry.register(dict, 1, 1, 101, 3, env.now())
+            assert.equal(2, mine)
+            assert.is_nil(dead)
+            mine, dead = registry.register(dict, 1, 2, 102, 3, env.now())
+            assert.equal(3, mine)
+            assert.is_nil(dead)
+            assert.equal(3, registry.count(dict, 1))
+        end)
+
+        it("records the slot's pid, its heartbeat time and the generation size", function()
+            env.advance(1.25)
+            registry.register(dict, 1, 1, 101, 4, env.now())
+            assert.equal(101, dict:get(P .. "g1:slot1"))
+            assert.equal(env.now(), dict:get(P .. "g1:beat1"))
+            assert.equal(4, dict:get(P .. "g1:size"))
+            env.advance(10)
+            registry.heartbeat(dict, 1, 1, env.now())
+            assert.equal(env.now(), dict:get(P .. "g1:beat1"))
+        end)
+
+        it("returns the previous pid of the slot when nginx respawned it", function()
+            start_workers(1, 2, 100)
+            -- worker 100 in slot 0 was killed; nginx starts 150 in its slot
+            local mine, dead = registry.register(dict, 1, 0, 150, 2, env.now())
+            assert.equal(3, mine)   -- the dead one is still counted
+            assert.equal(100, dead)
+            assert.equal(150, dict:get(P .. "g1:slot0"))
+            assert.equal(2, drop_replaced(1))
+            assert.equal(2, registry.count(dict, 1))
+        end)
+
+        it("does not report the worker itself as its dead predecessor", function()
+            registry.register(dict, 1, 0, 100, 1, env.now())
+            local _, dead = registry.register(dict, 1, 0, 100, 1, env.now())
+            assert.is_nil(dead)
+        end)
+
+        it("keeps generations apart: a slot number is per generation", function()
+            start_workers(1, 1, 100)
+            registry.begin_generation(dict, env.now())
+            local mine, dead = registry.register(dict, 2, 0, 200, 1, env.now())
+            assert.equal(1, mine)
+            assert.is_nil(dead)
+            assert.equal(1, registry.count(dict, 1))
+        end)
+    end)
+
+    describe("unregister", function()
+        before_each(function()
+            registry.begin_generation(dict, env.now())
+        end)
+
+        it("returns how many workers of the generation remain", function()
+            start_workers(1, 3, 100)
+            assert.equal(2, unregister(1, 1, 101))
+            assert.equal(1, unregister(1, 0, 100))
+            assert.equal(0, unregister(1, 2, 102))
+            assert.equal(0, registry.count(dict, 1))
+        end)
+
+        it("removes the worker's slot and heartbeat", function()
+            start_workers(1, 2, 100)
+            unregister(1, 1, 101)
+            assert.is_nil(dict:get(P .. "g1:slot1"))
+            assert.is_nil(dict:get(P .. "g1:beat1"))
+            assert.equal(100, dict:get(P .. "g1:slot0"))
+            assert.is_not_nil(dict:get(P .. "g1:beat0"))
+        end)
+
+        it("leaves a slot alone that now belongs to another pid", function()
+            start_workers(1, 1, 100)
+            registry.register(dict, 1, 0, 150, 1, env.now())
+            drop_replaced(1)
+            -- a stale exit of 100 (say from another path) must not erase 150's slot
+            unregister(1, 0, 100)
+            assert.equal(150, dict:get(P .. "g1:slot0"))
+            assert.is_not_nil(dict:get(P .. "g1:beat0"))
+        end)
+    end)
+
+    describe("end_generation", function()
+        it("removes every key of that generation, and only those", function()
+            dict:set("someone-else:key", "v")
+            registry.begin_generation(dict, env.now())
+            local pids1 = start_workers(1, 3, 100)
+            registry.heartbeat(dict, 1, 2, env.now())
+            registry.begin_generation(dict, env.now())
+            start_workers(2, 2, 200)
+            local keys2 = gen_keys(2)
+            stop_workers(1, pids1)
+            assert.same({}, gen_keys(1))
+            assert.same(keys2, gen_keys(2))
+            assert.equal("v", dict:get("someone-else:key"))
+            assert.equal(2, dict:get(P .. "low"))
+        end)
+
+        it("removes the slots of workers that never exited (crashed during the stop)", function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 3, 100)
+            drop_replaced(1)                -- 100 (slot 0) died, noticed
+            unregister(1, 1, 101)
+            assert.equal(0, unregister(1, 2, 102))
+            assert.equal(100, dict:get(P .. "g1:slot0"))
+            registry.end_generation(dict, 1)
+            assert.same({}, gen_keys(1))
+        end)
+
+        it("leaves only constant bookkeeping after any number of start/stop cycles", function()
+            dict:set("someone-else:key", "v")
+            local function cycle(base)
+                local g = registry.begin_generation(dict, env.now())
+                local pids = start_workers(g, 3, base)
+                env.advance(10)
+                for s = 0, 2 do
+                    registry.heartbeat(dict, g, s, env.now())
+                end
+                -- slot 1 crashes and is respawned
+                local _, dead = registry.register(dict, g, 1, base + 50, 3, env.now())
+                assert.equal(base + 1, dead)
+                drop_replaced(g)
+                pids[1] = base + 50
+                stop_workers(g, pids)
+                env.advance(1)
+            end
+            cycle(1000)
+            local after_first = fake_dict.keys(dict)
+            assert.same({ P .. "low", P .. "top", "someone-else:key" }, after_first)
+            for i = 2, 12 do
+                cycle(i * 1000)
+            end
+            assert.same(after_first, fake_dict.keys(dict))
+            assert.equal(12, dict:get(P .. "top"))
+        end)
+
+        it("leaves no key of an ended generation behind across overlapping reloads", function()
+            registry.begin_generation(dict, env.now())
+            local pids = start_workers(1, 2, 100)
+            for g = 2, 10 do
+                env.advance(30)
+                assert.equal(g, registry.begin_generation(dict, env.now()))
+                local new = start_workers(g, 2, g * 100)
+                stop_workers(g - 1, pids)
+                pids = new
+                assert.same({ prev = 0 }, nb(g))
+            end
+            local expected = gen_keys(10)
+            expected[#expected + 1] = P .. "low"
+            expected[#expected + 1] = P .. "top"
+            table.sort(expected)
+            assert.same(expected, fake_dict.keys(dict))
+            assert.equal(10, dict:get(P .. "low"))
+        end)
+    end)
+
+    describe("newer_undecided", function()
+        before_each(function()
+            registry.begin_generation(dict, env.now())
+            start_workers(1, 2, 100)
+        end)
+
+        local function undecided()
+            return registry.newer_undecided(dict, 1, env.now(), GRACE)
+        end
+
+        it("is false without a newer generation", function()
+            assert.is_false(undecided())
+        end)
+
+        it("is true while a newer generation has no worker and is within grace", function()
+            registry.begin_generation(dict, env.now())
+            assert.is_true(undecided())
+            env.advance(GRACE - 0.001)
+            assert.is_true(undecided())
+            env.advance(0.001)
+            assert.is_false(undecided())
+        end)
+
+        it("is false as soon as a newer worker arrived", function()
+            registry.begin_generation(dict, env.now())
+            registry.arrive(dict, 2)
+            assert.is_false(undecided())
+        end)
+
+        it("is false as soon as a newer worker is counted", function()
+            registry.begin_generation(dict, env.now())
+            registry.register(dict, 2, 0, 200, 1, env.now())
+            assert.is_false(undecided())
+        end)
+
+        it("is true for a fresh reload after an earlier rolled-back one", function()
+            registry.begin_generation(dict, env.now())      -- 2, rolled back
+            env.advance(GRACE * 2)
+            assert.is_false(undecided())
+            registry.begin_generation(dict, env.now())      -- 3
+            assert.is_true(undecided())
+        end)
+
+        it("only looks at newer generations", function()
+            registry.begin_generation(dict, env.now())
+            assert.is_false(registry.newer_undecided(dict, 2, env.now(), GRACE))
+        end)
+    end)
+
+    describe("when the shm refuses a write", function()
+        it("logs ERR naming each key it could not write (shm full)", function()
+            stub.uninstall()
+            env = stub.install{ phase = "init", capacity = 4096 }
+            dict = env.dict
+            registry = require("resty.worker.manager.registry")
+            assert.equal(1, registry.begin_generation(dict, env.now()))
+            fake_dict.fill(dict, "other:")
+            local mine = registry.register(dict, 1, 0, 100, 2, env.now())
+            assert.equal(1, mine)
+            for _, key in ipairs{ "g1:size", "g1:slot0", "g1:beat0" } do
+                local errs = env.logs_at("ERR", "'" .. P .. key .. "'")
+                assert.equal(1, #errs, key .. "\n" .. env.dump_logs())
+                assert.matches("no memory", errs[1], 1, true)
+                assert.matches("^%[worker%-manager%] ", errs[1])
+            end
+        end)
+
+        it("logs ERR for a new generation's start time it cannot store", function()
+            stub.uninstall()
+            env = stub.install{ phase = "init", capacity = 4096 }
+            dict = env.dict
+            registry = require("resty.worker.manager.registry")
+            registry.begin_generation(dict, env.now())
+            fake_dict.fill(dict, "other:")
+            assert.equal(2, registry.begin_generation(dict, env.now()))
+            assert.equal(1, #env.logs_at("ERR", "'" .. P .. "g2'"), env.dump_logs())
+        end)
+
+        it("logs ERR when a counter holds something that is not a number", function()
+            registry.begin_generation(dict, env.now())
+            dict:set(P .. "g1:live", "garbage")
+            local mine = registry.register(dict, 1, 0, 100, 1, env.now())
+            assert.equal(1, mine)
+            local errs = env.logs_at("ERR", "'" .. P .. "g1:live'")
+            assert.equal(1, #errs, env.dump_logs())
+            assert.matches("not a number", errs[1], 1, true)
+        end)
+
+        it("returns nil from begin_generation when the generation counter is unusable", function()
+            dict:set(P .. "top", "garbage")
+            assert.is_nil(registry.begin_generation(dict, env.now()))
+            assert.equal(1, #env.logs_at("ERR", "'" .. P .. "top'"), env.dump_logs())
+        end)
+
+        it("logs nothing when all writes succeed", function()
+            registry.begin_generation(dict, env.now())
+            local pids = start_workers(1, 2, 100)
+            stop_workers(1, pids)
+            assert.same({}, env.logs)
+        end)
+
+        it("never evicts other users' keys when the shm is full", function()
+            stub.uninstall()
+            env = stub.install{ phase = "init", capacity = 4096 }
+            dict = env.dict
+            registry = require("resty.worker.manager.registry")
+            registry.begin_generation(dict, env.now())
+            fake_dict.fill(dict, "other:")
+            local others = {}
+            for _, k in ipairs(fake_dict.keys(dict, "^other:")) do
+                others[k] = dict:get(k)
+            end
+            local g = registry.begin_generation(dict, env.now())
+            registry.arrive(dict, g)
+            registry.register(dict, g, 0, 100, 1, env.now())
+            registry.heartbeat(dict, g, 0, env.now())
+            registry.sweep(dict, env.now(), GRACE)
+            registry.neighbours(dict, g, env.now(), GRACE)
+            unregister(g, 0, 100)
+            registry.end_generation(dict, g)
+            for k, v in pairs(others) do
+                assert.equal(v, dict:get(k), k)
+            end
+            -- every refused key was reported
+            for _, key in ipairs{ "g2", "g2:arrived", "g2:live", "g2:size", "g2:slot0", "g2:beat0" } do
+                assert.is_true(#env.logs_at("ERR", "'" .. P .. key .. "'") >= 1, key .. "\n" .. env.dump_logs())
+            end
+        end)
+
+        it("reports a generation counter it cannot create in a full shm", function()
+            fake_dict.fill(dict, "other:")
+            assert.is_nil(registry.begin_generation(dict, env.now()))
+            assert.equal(1, #env.logs_at("ERR", "'" .. P .. "top'"), env.dump_logs())
+            assert.is_nil(dict:get(P .. "top"))
+        end)
+    end)
+end)
