@@ -46,8 +46,17 @@ node_modules/.package-lock.json: package.json package-lock.json
 build: npm
 	$(TSTL) -p tsconfig.json
 
+# The second run proves types/resty.worker.manager.d.ts (for TypeScript
+# users) matches src/, and the emitted use of it is a plain require + dot calls.
 typecheck: npm
 	$(TSC) -p tsconfig.json --noEmit
+	$(TSC) -p t/types/tsconfig.json
+	@out=$$(mktemp -d) && $(TSTL) -p t/types/tsconfig.json --noEmit false --outDir $$out && \
+	  lua=$$(find $$out -name usage.lua) && \
+	  grep -q 'local manager = require("resty.worker.manager")' $$lua && \
+	  grep -q 'manager.on_init_by_lua({shm = ' $$lua && \
+	  grep -q 'manager.on_init_worker_by_lua(log_event, log_event)' $$lua && \
+	  rm -rf $$out && echo "types: declarations match src/ and compile to plain Lua calls"
 
 # Two gates besides luacheck: no TSTL runtime helpers (they would need a
 # lualib module at run time) and no implicit `self` on our functions.

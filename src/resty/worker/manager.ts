@@ -330,7 +330,7 @@ function on_exit_worker_by_lua(): true {
     return true;
 }
 
-const _VERSION = "0.1.0";
+const _VERSION: string = "0.1.0";
 
 export { _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua };
 export type { Options, Callback };

@@ -1,0 +1,41 @@
+/**
+ * Declarations of resty.worker.manager for OpenResty code written in
+ * TypeScript (TypeScriptToLua). Add this file to your project's "include"
+ * (or "types") and `import * as manager from "resty.worker.manager"`; it
+ * compiles to `local manager = require("resty.worker.manager")`.
+ * `make test` checks that these declarations match the implementation.
+ */
+/** @noResolution */
+declare module "resty.worker.manager" {
+    /**
+     * A lifecycle callback. `id` is the generation (master_id, a number) for
+     * master callbacks and the worker id "<master_id>-<pid>" for worker and
+     * crash callbacks. `n_prev`: workers in older generations, nil in
+     * generation 1. `n_mine`: workers in the callback's own generation.
+     * `n_next`: workers in newer generations, nil when none exists.
+     */
+    type Callback = (this: void, id: number | string, n_prev: number | undefined, n_mine: number,
+                     n_next: number | undefined) => void;
+
+    interface Options {
+        /** Name of the lua_shared_dict holding the node's state. */
+        shm: string;
+        /** Seconds between heartbeats. Default 10. */
+        interval?: number;
+        /** Seconds a heartbeat may be overdue before its worker counts as crashed. Default 5. */
+        failed?: number;
+        /** Called, under the lock, for each worker found dead (with the dead worker's id). */
+        on_crash?: Callback;
+    }
+
+    /** From init_by_lua*: runs master start for this configuration load before returning. */
+    function on_init_by_lua(this: void, opts: Options, master_start?: Callback, master_exit?: Callback): true;
+
+    /** From init_worker_by_lua*: counts this worker and runs worker start before returning. */
+    function on_init_worker_by_lua(this: void, worker_start?: Callback, worker_exit?: Callback): true;
+
+    /** From exit_worker_by_lua*: tracks exits on fast shutdown (TERM), where nginx fires no timers. */
+    function on_exit_worker_by_lua(this: void): true;
+
+    const _VERSION: string;
+}
