@@ -1,0 +1,47 @@
+# nginx/example.conf works as documented on a real nginx: start, reload, stop.
+use strict;
+use warnings;
+use Test::More;
+use WorkerManager::Nginx;
+
+my $file = "$WorkerManager::Nginx::REPO/nginx/example.conf";
+open my $fh, '<', $file or die "$file: $!";
+my $text = do { local $/; <$fh> };
+close $fh;
+
+my $n = WorkerManager::Nginx->new(raw_conf => '');
+my $port = $n->port;
+like($text, qr/listen 127\.0\.0\.1:8080;/, 'example listens on 8080');
+$text =~ s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$port;/;
+$n->write_conf(raw_conf => $text);
+symlink "$WorkerManager::Nginx::REPO/lib", $n->prefix . '/lib' or die "symlink: $!";
+
+my $r = $n->run_cmd('-t');
+is($r->{rc}, 0, 'nginx -t accepts the example') or diag $r->{out};
+
+$n->start(wait => 0);
+my @ws = $n->wait_log(qr/example: worker start: 1-\d+/, count => 2);
+like($ws[0]{text}, qr/example: worker start: 1-\d+, 1 in its generation, nil in older ones/, 'first worker start');
+like(join("\n", map { $_->{text} } $n->grep_log(qr/example: master start/)),
+     qr/master start: generation 1, workers in older generations: nil/, 'master start of generation 1');
+my ($code, $body) = $n->get('/');
+is($code, 200, 'GET /');
+like($body, qr/^hello from worker \d+/, 'body');
+
+my $mark = $n->mark;
+$r = $n->run_cmd('-s', 'reload');
+is($r->{rc}, 0, 'nginx -s reload') or diag $r->{out};
+$n->wait_log(qr/example: master exit: generation 1 \(reload\)/, since => $mark);
+like(join("\n", map { $_->{text} } $n->grep_log(qr/example: master start/, since => $mark)),
+     qr/master start: generation 2, workers in older generations: 2/, 'reload: master start of generation 2');
+is(scalar $n->grep_log(qr/example: worker exit: 1-\d+, \d left .*, 2 in newer ones: reload/, since => $mark), 2,
+   'reload: both old workers report a reload');
+
+$mark = $n->mark;
+$r = $n->run_cmd('-s', 'quit');
+is($r->{rc}, 0, 'nginx -s quit');
+ok($n->wait_exit, 'stopped');
+is(scalar $n->grep_log(qr/example: worker exit: 2-\d+, \d left .*, stop/, since => $mark), 2, 'stop: both workers report a stop');
+is(scalar $n->grep_log(qr/example: master exit: generation 2 \(stop\)/, since => $mark), 1, 'stop: one master exit');
+is_deeply([ map { $_->{line} } $n->errors ], [], 'no errors');
+done_testing;

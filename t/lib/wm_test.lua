@@ -1,0 +1,132 @@
+-- Test helper for the resty.worker.manager suites (t/*.t).
+--
+-- rec(event [, opts]) returns a callback function(id, n_prev, n_mine, n_next)
+-- that logs, at ngx.WARN:
+--
+--   WMCB-ENTER <event> id=<id> pid=<pid> t=<hires>
+--   WMCB <event> id=<id> prev=<n_prev> mine=<n_mine> next=<n_next> pid=<pid> slot=<ngx.worker.id()> count=<ngx.worker.count()> t=<ngx.now()>
+--   WMCB-LEAVE <event> id=<id> pid=<pid> t=<hires>
+--
+-- Every value goes through tostring(), so nil prints "nil".
+-- opts (all optional):
+--   slow  = ms      busy-wait that long (blocking, FFI poll) between WMCB and LEAVE
+--   raise = msg     raise error(msg) after logging LEAVE
+--   when  = function(id, n_prev, n_mine, n_next) -> bool
+--                   apply slow/raise only when it returns true
+--   tag   = string  appended as " tag=<tag>" to the WMCB line
+
+local ffi = require "ffi"
+
+local M = {}
+
+-- Redeclaring an identical C function is harmless in LuaJIT; pcall anyway so
+-- a different declaration elsewhere (e.g. in the module) cannot break us.
+pcall(ffi.cdef, [[
+struct pollfd;
+int poll(struct pollfd *fds, unsigned long nfds, int timeout);
+]])
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_usec; } wm_test_timeval_t;
+int gettimeofday(wm_test_timeval_t *tv, void *tz);
+]])
+
+local tv_ok, tv = pcall(ffi.new, "wm_test_timeval_t")
+
+-- wall-clock seconds with microseconds (falls back to ngx.now(), ms)
+local function hires()
+    if tv_ok and ffi.C.gettimeofday(tv, nil) == 0 then
+        return string.format("%d.%06d", tonumber(tv.tv_sec), tonumber(tv.tv_usec))
+    end
+    ngx.update_time()
+    return string.format("%.3f", ngx.now())
+end
+M.hires = hires
+
+-- block the whole process for ms milliseconds (no yielding; works in every phase)
+local function busy_sleep(ms)
+    ngx.update_time()
+    local deadline = ngx.now() + ms / 1000
+    while true do
+        local left = deadline - ngx.now()
+        if left <= 0 then break end
+        ffi.C.poll(nil, 0, math.max(1, math.floor(left * 1000)))
+        ngx.update_time()
+    end
+end
+M.busy_sleep = busy_sleep
+
+local function slot()
+    local ok, id = pcall(ngx.worker.id)
+    if ok then return tostring(id) end
+    return "nil"
+end
+
+local function count()
+    local ok, c = pcall(ngx.worker.count)
+    if ok then return tostring(c) end
+    return "nil"
+end
+
+function M.rec(event, opts)
+    opts = opts or {}
+    return function(id, n_prev, n_mine, n_next)
+        local pid = tostring(ngx.worker.pid())
+        ngx.log(ngx.WARN, "WMCB-ENTER ", event, " id=", tostring(id),
+                " pid=", pid, " t=", hires())
+        ngx.update_time()
+        ngx.log(ngx.WARN, "WMCB ", event,
+                " id=", tostring(id),
+                " prev=", tostring(n_prev),
+                " mine=", tostring(n_mine),
+                " next=", tostring(n_next),
+                " pid=", pid,
+                " slot=", slot(),
+                " count=", count(),
+                " t=", string.format("%.3f", ngx.now()),
+                " nargs=", tostring(select("#", id, n_prev, n_mine, n_next)),
+                " types=", type(id), ",", type(n_prev), ",", type(n_mine), ",", type(n_next),
+                opts.tag and (" tag=" .. tostring(opts.tag)) or "")
+        local active = true
+        if opts.when then
+            active = opts.when(id, n_prev, n_mine, n_next) and true or false
+        end
+        if active and opts.slow then
+            busy_sleep(opts.slow)
+        end
+        ngx.log(ngx.WARN, "WMCB-LEAVE ", event, " id=", tostring(id),
+                " pid=", pid, " t=", hires())
+        if active and opts.raise then
+            error(opts.raise)
+        end
+    end
+end
+
+-- Convenience: the four standard recorders.
+function M.all(opts)
+    opts = opts or {}
+    return {
+        master_start = M.rec("master_start", opts.master_start),
+        master_exit  = M.rec("master_exit", opts.master_exit),
+        worker_start = M.rec("worker_start", opts.worker_start),
+        worker_exit  = M.rec("worker_exit", opts.worker_exit),
+    }
+end
+
+-- pcall fn(...) and log the outcome as one line:
+--   WMVAL <name> ok=<true|false> msg=<message with newlines escaped>
+function M.check(name, fn, ...)
+    local ok, err = pcall(fn, ...)
+    local msg = tostring(err):gsub("\n", "\\n")
+    ngx.log(ngx.WARN, "WMVAL ", name, " ok=", tostring(ok), " msg=", msg)
+    return ok, err
+end
+
+-- Returns the module's keys in the shm as a sorted list.
+function M.shm_keys(name)
+    local dict = ngx.shared[name]
+    local keys = dict:get_keys(0)
+    table.sort(keys)
+    return keys
+end
+
+return M
