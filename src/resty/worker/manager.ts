@@ -86,7 +86,7 @@ function check_seconds(name: string, value: unknown, fallback: number): number {
     }
     // value ~= value catches NaN; math.huge would disable the heartbeat.
     if (typeof value !== "number" || value !== value || value <= 0 || value === math.huge) {
-        error(name + " must be a positive number of seconds, got " + tostring(value), 4);
+        error(name + " must be a positive number of seconds, got " + type(value) + " " + tostring(value), 4);
     }
     return value;
 }
@@ -191,12 +191,13 @@ function leave(can_yield: boolean): void {
     const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
     const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
     if (!counted) {
-        log(WARN, "worker ", w.id, " exits after it was dropped as crashed");
+        log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
+        registry.clear_stalled(dict, w.gen, w.slot, w.pid);
     }
     run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
 
     hold = lock.renew(dict, hold, can_yield);
-    if (registry.finished(dict, w.gen)) {
+    if (liveness.closable(dict, w.gen)) {
         registry.end_generation(dict, w.gen);
         update_time();
         const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);

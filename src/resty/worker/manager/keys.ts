@@ -48,4 +48,9 @@ function beat(g: number, s: number): string {
     return PREFIX + "g" + g + ":beat" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, gone, size, slot, beat };
+/** Pid of a worker dropped for an overdue heartbeat while its process still ran. */
+function stalled(g: number, s: number): string {
+    return PREFIX + "g" + g + ":stalled" + s;
+}
+
+export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, gone, size, slot, beat, stalled };

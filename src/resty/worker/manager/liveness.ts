@@ -80,7 +80,7 @@ function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: nu
     const [low, top] = registry.span(dict);
     const newest = registry.newest(dict, now, finder.grace);
     for (const g of $range(low, top)) {
-        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && registry.finished(dict, g))) {
+        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g))) {
             closing = true;
         }
         const size = registry.slots(dict, g);
@@ -104,6 +104,23 @@ function look_in(dict: NgxSharedDict, finder: Finder, g: number, now: number): S
     return found;
 }
 
+/**
+ * Generation `g` is over and may get its master exit: none of its workers is
+ * counted or starting, and none dropped for a late heartbeat still runs
+ * (a busy worker must not see its generation's master exit before its own exit).
+ */
+function closable(dict: NgxSharedDict, g: number): boolean {
+    if (!registry.finished(dict, g)) {
+        return false;
+    }
+    for (const pid of registry.stalled(dict, g)) {
+        if (pid_alive(pid)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
 function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
     registry.end_generation(dict, g);
@@ -124,7 +141,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
         const [pid, beat] = registry.occupant(dict, x.gen, x.slot);
         const respawnable = x.gen === newest && !finder.exiting;
         if (pid === x.pid && diagnose(pid, beat, now, finder.overdue, respawnable) !== undefined) {
-            const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid);
+            const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid, pid_alive(x.pid));
             if (counted) {
                 const id = x.gen + "-" + x.pid;
                 log(ERR, "worker ", id, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
@@ -136,11 +153,11 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
     const [low, top] = registry.span(dict);
     for (const g of $range(low, top)) {
-        if (registry.finished(dict, g) && (g !== newest || finder.exiting)) {
+        if ((g !== newest || finder.exiting) && closable(dict, g)) {
             close(dict, finder, g, now);
         }
     }
 }
 
-export { look, look_in, settle };
+export { look, look_in, settle, closable };
 export type { Suspect, Finder };

@@ -90,14 +90,20 @@ function drop_replaced(dict: NgxSharedDict, g: number): number {
 
 /**
  * Uncounts the worker `pid` of slot `s` if it is still counted there. Returns
- * whether it was, and how many of its generation remain counted.
+ * whether it was, and how many of its generation remain counted. `stalled`:
+ * its process still runs (it only stopped beating), so it is remembered until
+ * it beats again or exits.
  */
-function uncount(dict: NgxSharedDict, g: number, s: number, pid: number): LuaMultiReturn<[boolean, number]> {
+function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
+                 stalled = false): LuaMultiReturn<[boolean, number]> {
     if (read_number(dict, keys.slot(g, s)) !== pid) {
         return $multi(false, count(dict, g));
     }
     remove(dict, keys.slot(g, s));
     remove(dict, keys.beat(g, s));
+    if (stalled) {
+        write(dict, keys.stalled(g, s), pid);
+    }
     add(dict, keys.gone(g), 1);
     return $multi(true, add(dict, keys.live(g), -1) ?? 0);
 }
@@ -112,9 +118,29 @@ function recount(dict: NgxSharedDict, g: number, s: number, pid: number, now: nu
     }
     write(dict, keys.slot(g, s), pid);
     write(dict, keys.beat(g, s), now);
+    remove(dict, keys.stalled(g, s));
     add(dict, keys.gone(g), -1);
     add(dict, keys.live(g), 1);
     return true;
+}
+
+/** The pids of `g` dropped while their process still ran (see uncount). */
+function stalled(dict: NgxSharedDict, g: number): number[] {
+    const pids: number[] = [];
+    for (const s of $range(0, slots(dict, g) - 1)) {
+        const pid = read_number(dict, keys.stalled(g, s));
+        if (pid !== undefined) {
+            pids.push(pid);
+        }
+    }
+    return pids;
+}
+
+/** A stalled worker exits after all: it no longer holds its generation open. */
+function clear_stalled(dict: NgxSharedDict, g: number, s: number, pid: number): void {
+    if (read_number(dict, keys.stalled(g, s)) === pid) {
+        remove(dict, keys.stalled(g, s));
+    }
 }
 
 /** Records a heartbeat of the worker in slot `s`. */
@@ -126,6 +152,7 @@ function forget(dict: NgxSharedDict, g: number): void {
     for (const s of $range(0, slots(dict, g) - 1)) {
         remove(dict, keys.slot(g, s));
         remove(dict, keys.beat(g, s));
+        remove(dict, keys.stalled(g, s));
     }
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
@@ -256,6 +283,6 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 
 export {
     begin_generation, arrive, has_generation, count, starting, slots, occupant, register, drop_replaced,
-    uncount, recount, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
+    uncount, recount, stalled, clear_stalled, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };
