@@ -11,7 +11,7 @@ import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
 import { run, type Callback } from "./manager/callbacks";
 import { log } from "./manager/log";
-import { process_type } from "./manager/host";
+import { process_type, testing_config } from "./manager/host";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -130,9 +130,9 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
     const created: Node = { shm, dict, interval, failed, gen: undefined, master_exit: exit_cb, on_crash };
     node = created;
 
-    if (process_type() === "signaller") {
-        // Old lua-nginx-module versions run init_by_lua in `nginx -s`
-        // processes, with a private shm: such a process is no part of the node.
+    if (process_type() === "signaller" || testing_config()) {
+        // Old lua-nginx-module versions run init_by_lua in `nginx -s` and
+        // `nginx -t` processes, with a private shm: they are no part of the node.
         return true;
     }
 

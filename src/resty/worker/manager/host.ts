@@ -8,12 +8,15 @@ import * as ffi from "ffi";
 interface LibC {
     usleep(this: void, usec: number): number;
     kill(this: void, pid: number, sig: number): number;
+    /** nginx's own flag for `nginx -t` / `-T` (exported by the binary for FFI). */
+    readonly ngx_test_config: number;
 }
 
 // Each declaration on its own: another module may have declared the same
 // function already, and LuaJIT refuses a second declaration of a name.
 pcall(ffi.cdef, "int usleep(unsigned int usec);");
 pcall(ffi.cdef, "int kill(int pid, int sig);");
+pcall(ffi.cdef, "extern uintptr_t ngx_test_config;");
 
 const C = ffi.C as LibC;
 const ESRCH = 3;
@@ -34,6 +37,19 @@ function pid_alive(pid: number): boolean {
     return ffi.errno() !== ESRCH;
 }
 
+function read_test_flag(): number {
+    return tonumber(C.ngx_test_config) ?? 0;
+}
+
+/**
+ * True in an `nginx -t` / `-T` process. lua-nginx-module 0.10.14 and later
+ * do not run init_by_lua there at all; older ones do, with a private shm.
+ */
+function testing_config(): boolean {
+    const [ok, flag] = pcall(read_test_flag);
+    return ok && flag !== 0;
+}
+
 type ProcessType = "single" | "master" | "signaller" | "worker" | "helper" | "privileged agent" | "unknown";
 
 /** ngx.process.type() where lua-resty-core provides it. */
@@ -47,5 +63,5 @@ function process_type(): ProcessType {
     return ngx.worker.id() !== undefined ? "worker" : "unknown";
 }
 
-export { pause, pid_alive, process_type };
+export { pause, pid_alive, process_type, testing_config };
 export type { ProcessType };
