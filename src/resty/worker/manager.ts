@@ -138,6 +138,7 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
 
     const hold = lock.acquire(dict, false);
     update_time();
+    registry.sweep(dict, now(), failed);
     const g = registry.begin_generation(dict, now());
     if (g === undefined) {
         lock.release(dict, hold);
