@@ -28,6 +28,51 @@ declare module "resty.worker.manager" {
         on_crash?: Callback;
     }
 
+    interface WorkerStatus {
+        /** "<generation>-<pid>" */
+        id: string;
+        pid: number;
+        /** ngx.worker.id() of that worker. */
+        slot: number;
+        /** When its worker start ran (ngx.now()). */
+        started: number | undefined;
+        /** Its last heartbeat. */
+        heartbeat: number | undefined;
+    }
+
+    interface GenerationStatus {
+        /** The generation's number (master_id). */
+        id: number;
+        /** When its master start ran. */
+        started: number | undefined;
+        /** Workers counted now, in slot order. */
+        workers: WorkerStatus[];
+        /** Workers that reached init_worker but wait to be counted. */
+        starting: number;
+        /** Pids dropped for a late heartbeat whose process still ran then. */
+        stalled: number[];
+    }
+
+    interface CrashStatus {
+        id: string;
+        pid: number;
+        slot: number;
+        at: number;
+        cause: string;
+    }
+
+    interface Status {
+        /** The newest generation (the configuration now loaded); nil before any. */
+        generation: number | undefined;
+        /** Generations with records, oldest first. */
+        generations: GenerationStatus[];
+        /** Workers found dead since the node started. */
+        crashes: number;
+        last_crash: CrashStatus | undefined;
+        /** False when the lock could not be had in time and the view may be torn. */
+        consistent: boolean;
+    }
+
     /** From init_by_lua*: runs master start for this configuration load before returning. */
     function on_init_by_lua(this: void, opts: Options, master_start?: Callback, master_exit?: Callback): true;
 
@@ -36,6 +81,9 @@ declare module "resty.worker.manager" {
 
     /** From exit_worker_by_lua*: tracks exits on fast shutdown (TERM), where nginx fires no timers. */
     function on_exit_worker_by_lua(this: void): true;
+
+    /** The node's current view; any phase after init_by_lua. */
+    function status(this: void): LuaMultiReturn<[Status] | [undefined, string]>;
 
     const _VERSION: string;
 }

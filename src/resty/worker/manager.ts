@@ -12,6 +12,7 @@ import * as liveness from "./manager/liveness";
 import { run, type Callback } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { process_type, testing_config } from "./manager/host";
+import { status as read_status, type Status } from "./manager/status";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -287,7 +288,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     const dict = n.dict;
     const pid = worker_pid();
     const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, turn: 0 };
-    registry.arrive(dict, g);
+    registry.arrive(dict, g, slot, pid, worker_count());
 
     let hold = lock.acquire(dict, false);
     update_time();
@@ -307,6 +308,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
         const dead_id = g + "-" + dead;
         log(ERR, "worker ", dead_id, " (pid ", dead, ", slot ", slot, ") crashed: nginx respawned its slot as ",
             w.id, "; dropped from the counts, ", left, " left in generation ", g);
+        registry.record_crash(dict, dead_id, dead, slot, "respawned", now());
         const [c_prev, c_next] = registry.neighbours(dict, g, now(), n.failed);
         run("crash", n.on_crash, dead_id, c_prev, left, c_next);
     }
@@ -332,7 +334,20 @@ function on_exit_worker_by_lua(): true {
     return true;
 }
 
+/**
+ * The node's current view: generations with their workers, the newest
+ * generation, crashes seen. Read-only; any phase after init_by_lua.
+ * @return the view, or nil and an error when the module is not set up here
+ */
+function status(): LuaMultiReturn<[Status] | [undefined, string]> {
+    const n = node;
+    if (n === undefined) {
+        return $multi(undefined, "on_init_by_lua was not called in this nginx configuration");
+    }
+    return $multi(read_status(n.dict, n.failed));
+}
+
 const _VERSION: string = "0.1.0";
 
-export { _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua };
-export type { Options, Callback };
+export { _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status };
+export type { Options, Callback, Status };

@@ -28,14 +28,14 @@ function arrived(g: number): string {
     return PREFIX + "g" + g + ":arrived";
 }
 
-/** Workers of the generation that left the counts (exited or found dead). */
-function gone(g: number): string {
-    return PREFIX + "g" + g + ":gone";
-}
-
 /** worker_processes of the generation: how many slots to look at. */
 function size(g: number): string {
     return PREFIX + "g" + g + ":size";
+}
+
+/** Pid of the last worker that reached init_worker in this slot (written without the lock). */
+function arrival(g: number, s: number): string {
+    return PREFIX + "g" + g + ":arrival" + s;
 }
 
 /** Pid of the worker counted in this slot. */
@@ -48,9 +48,19 @@ function beat(g: number, s: number): string {
     return PREFIX + "g" + g + ":beat" + s;
 }
 
+/** When the worker in this slot started (its worker start). */
+function started(g: number, s: number): string {
+    return PREFIX + "g" + g + ":started" + s;
+}
+
+/** Workers found dead since the node started. */
+const CRASHES = PREFIX + "crashes";
+/** The last of them: "<worker id> <pid> <slot> <time> <cause>". */
+const LAST_CRASH = PREFIX + "last_crash";
+
 /** Pid of a worker dropped for an overdue heartbeat while its process still ran. */
 function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, gen, live, arrived, gone, size, slot, beat, stalled };
+export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, stalled };

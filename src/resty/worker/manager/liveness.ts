@@ -104,21 +104,26 @@ function look_in(dict: NgxSharedDict, finder: Finder, g: number, now: number): S
     return found;
 }
 
-/**
- * Generation `g` is over and may get its master exit: none of its workers is
- * counted or starting, and none dropped for a late heartbeat still runs
- * (a busy worker must not see its generation's master exit before its own exit).
- */
-function closable(dict: NgxSharedDict, g: number): boolean {
-    if (!registry.finished(dict, g)) {
-        return false;
-    }
-    for (const pid of registry.stalled(dict, g)) {
+/** The pids among `pids` whose process still runs. */
+function alive(pids: number[]): number[] {
+    const running: number[] = [];
+    for (const pid of pids) {
         if (pid_alive(pid)) {
-            return false;
+            running.push(pid);
         }
     }
-    return true;
+    return running;
+}
+
+/**
+ * Generation `g` is over and may get its master exit: none of its workers is
+ * counted, none is still starting (a worker killed while it waited for the
+ * lock is not), and none dropped for a late heartbeat still runs (a busy
+ * worker must not see its generation's master exit before its own exit).
+ */
+function closable(dict: NgxSharedDict, g: number): boolean {
+    return registry.finished(dict, g) && alive(registry.starting(dict, g)).length === 0
+        && alive(registry.stalled(dict, g)).length === 0;
 }
 
 /** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
@@ -146,6 +151,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
                 const id = x.gen + "-" + x.pid;
                 log(ERR, "worker ", id, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
                     "; dropped from the counts, ", left, " left in generation ", x.gen);
+                registry.record_crash(dict, id, x.pid, x.slot, x.cause, now);
                 const [n_prev, n_next] = registry.neighbours(dict, x.gen, now, finder.grace);
                 run("crash", finder.on_crash, id, n_prev, left, n_next);
             }
@@ -159,5 +165,5 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
 }
 
-export { look, look_in, settle, closable };
+export { look, look_in, settle, closable, alive };
 export type { Suspect, Finder };

@@ -29,6 +29,8 @@ type Hold = string;
 const UNLOCKED: Hold = "";
 
 let taken = 0;
+/** This process's hold, while it has one. */
+let current: Hold | undefined = undefined;
 
 /** The pid in a holder token "pid:n"; nil for holders that are not ours (resty.lock writes true). */
 function holder_pid(holder: unknown): number | undefined {
@@ -40,20 +42,21 @@ function holder_pid(holder: unknown): number | undefined {
 }
 
 /**
- * Takes the lock, waiting as long as needed (bounded by MAX_WAIT). With
- * `can_yield` (timer context) it waits with ngx.sleep, otherwise it blocks the
- * process in short steps; either way it refreshes nginx's cached clock, which
- * shm expiry is judged by.
+ * Takes the lock, waiting at most `max_wait` seconds; nil when that ran out.
+ * With `can_yield` (timer or request context) it waits with ngx.sleep,
+ * otherwise it blocks the process in short steps; either way it refreshes
+ * nginx's cached clock, which shm expiry is judged by.
  */
-function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
+function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number): Hold | undefined {
     taken = taken + 1;
     const token = worker_pid() + ":" + taken;
     update_time();
-    const deadline = now() + MAX_WAIT;
+    const deadline = now() + max_wait;
     let step = FIRST_STEP;
     while (true) {
         const [ok, err] = dict.safe_add(LOCK, token, EXPTIME);
         if (ok) {
+            current = token;
             return token;
         }
         if (err !== "exists") {
@@ -79,9 +82,7 @@ function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
         }
         update_time();
         if (now() >= deadline) {
-            log(ERR, "waited ", MAX_WAIT, "s for the node lock held by '", tostring(holder),
-                "'; going on without it");
-            return UNLOCKED;
+            return undefined;
         }
         if (can_yield) {
             sleep(step);
@@ -90,6 +91,25 @@ function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
         }
         step = math.min(step * 2, MAX_STEP);
     }
+}
+
+/**
+ * Takes the lock, waiting as long as needed (bounded by MAX_WAIT, after which
+ * it goes on unlocked and says so).
+ */
+function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
+    const hold = try_acquire(dict, can_yield, MAX_WAIT);
+    if (hold === undefined) {
+        const [holder] = dict.get(LOCK);
+        log(ERR, "waited ", MAX_WAIT, "s for the node lock held by '", tostring(holder), "'; going on without it");
+        return UNLOCKED;
+    }
+    return hold;
+}
+
+/** True while this process holds the lock (inside a callback, say). */
+function held(): boolean {
+    return current !== undefined;
 }
 
 /**
@@ -106,6 +126,7 @@ function renew(dict: NgxSharedDict, hold: Hold, can_yield: boolean): Hold {
         dict.safe_set(LOCK, hold, EXPTIME);
         return hold;
     }
+    current = undefined;
     log(WARN, "the node lock expired while held by ", hold, " (a callback ran over ", EXPTIME,
         "s); taking it again");
     return acquire(dict, can_yield);
@@ -116,6 +137,7 @@ function release(dict: NgxSharedDict, hold: Hold): void {
     if (hold === UNLOCKED) {
         return;
     }
+    current = undefined;
     const [holder] = dict.get(LOCK);
     if (holder === hold) {
         dict.delete(LOCK);
@@ -125,5 +147,5 @@ function release(dict: NgxSharedDict, hold: Hold): void {
     }
 }
 
-export { acquire, renew, release, EXPTIME };
+export { try_acquire, acquire, held, renew, release, EXPTIME };
 export type { Hold };

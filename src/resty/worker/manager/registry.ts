@@ -4,10 +4,12 @@
  * function that writes is called with the node lock held; this module knows
  * nothing of phases, callbacks or the lock itself.
  *
- * Per generation: `arrived` workers reached init_worker, `live` are counted
- * now, `gone` left the counts (exited, or found dead). A worker is counted
- * exactly while its pid is in its slot's key, so whoever removes that key
- * (its own exit, or the one who found it dead) is the one who uncounts it.
+ * Per generation: `arrived` workers reached init_worker (ever), `live` are
+ * counted now. A worker is counted exactly while its pid is in its slot's
+ * key, so whoever removes that key (its own exit, or the one who found it
+ * dead) is the one who uncounts it. Before that, each worker writes its pid
+ * as its slot's arrival without waiting for the lock: an arrival that is not
+ * (yet) in the slot is a worker still starting.
  */
 
 import * as keys from "./keys";
@@ -29,8 +31,10 @@ function begin_generation(dict: NgxSharedDict, now: number): number | undefined 
     return g;
 }
 
-/** Notes that a worker of `g` exists, before it waits for the lock. */
-function arrive(dict: NgxSharedDict, g: number): void {
+/** Notes that worker `pid` of `g` exists, before it waits for the lock. */
+function arrive(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number): void {
+    write(dict, keys.size(g), workers);
+    write(dict, keys.arrival(g, s), pid);
     add(dict, keys.arrived(g), 1);
 }
 
@@ -43,15 +47,23 @@ function count(dict: NgxSharedDict, g: number): number {
     return read_number(dict, keys.live(g)) ?? 0;
 }
 
-/** Workers of `g` that arrived but are neither counted nor gone: still starting. */
-function starting(dict: NgxSharedDict, g: number): number {
-    return (read_number(dict, keys.arrived(g)) ?? 0) - (read_number(dict, keys.gone(g)) ?? 0) - count(dict, g);
-}
-
 /** Number of slots of `g` (its worker_processes), 0 if unknown. */
 function slots(dict: NgxSharedDict, g: number): number {
     return read_number(dict, keys.size(g)) ?? 0;
 }
+
+/** Pids of `g` that arrived but are not counted: starting (or died while starting). */
+function starting(dict: NgxSharedDict, g: number): number[] {
+    const pids: number[] = [];
+    for (const s of $range(0, slots(dict, g) - 1)) {
+        const pid = read_number(dict, keys.arrival(g, s));
+        if (pid !== undefined && pid !== read_number(dict, keys.slot(g, s))) {
+            pids.push(pid);
+        }
+    }
+    return pids;
+}
+
 
 /** The pid counted in slot `s` of `g` and its last heartbeat. */
 function occupant(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
@@ -78,13 +90,13 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
     write(dict, keys.size(g), workers);
     write(dict, keys.slot(g, s), pid);
     write(dict, keys.beat(g, s), now);
+    write(dict, keys.started(g, s), now);
     const mine = add(dict, keys.live(g), 1) ?? 1;
     return $multi(mine, previous !== pid ? previous : undefined);
 }
 
 /** Uncounts the dead worker whose slot a respawned worker took over; the count left. */
 function drop_replaced(dict: NgxSharedDict, g: number): number {
-    add(dict, keys.gone(g), 1);
     return add(dict, keys.live(g), -1) ?? 0;
 }
 
@@ -101,10 +113,14 @@ function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
     }
     remove(dict, keys.slot(g, s));
     remove(dict, keys.beat(g, s));
+    if (read_number(dict, keys.arrival(g, s)) === pid) {
+        remove(dict, keys.arrival(g, s));
+    }
     if (stalled) {
         write(dict, keys.stalled(g, s), pid);
+    } else {
+        remove(dict, keys.started(g, s));
     }
-    add(dict, keys.gone(g), 1);
     return $multi(true, add(dict, keys.live(g), -1) ?? 0);
 }
 
@@ -119,7 +135,6 @@ function recount(dict: NgxSharedDict, g: number, s: number, pid: number, now: nu
     write(dict, keys.slot(g, s), pid);
     write(dict, keys.beat(g, s), now);
     remove(dict, keys.stalled(g, s));
-    add(dict, keys.gone(g), -1);
     add(dict, keys.live(g), 1);
     return true;
 }
@@ -140,7 +155,19 @@ function stalled(dict: NgxSharedDict, g: number): number[] {
 function clear_stalled(dict: NgxSharedDict, g: number, s: number, pid: number): void {
     if (read_number(dict, keys.stalled(g, s)) === pid) {
         remove(dict, keys.stalled(g, s));
+        remove(dict, keys.started(g, s));
     }
+}
+
+/** Counts a worker found dead, for status(). */
+function record_crash(dict: NgxSharedDict, id: string, pid: number, s: number, cause: string, now: number): void {
+    add(dict, keys.CRASHES, 1);
+    write(dict, keys.LAST_CRASH, id + " " + pid + " " + s + " " + now + " " + cause);
+}
+
+/** When the worker in slot `s` of `g` started. */
+function started_at(dict: NgxSharedDict, g: number, s: number): number | undefined {
+    return read_number(dict, keys.started(g, s));
 }
 
 /** Records a heartbeat of the worker in slot `s`. */
@@ -151,12 +178,13 @@ function heartbeat(dict: NgxSharedDict, g: number, s: number, now: number): void
 function forget(dict: NgxSharedDict, g: number): void {
     for (const s of $range(0, slots(dict, g) - 1)) {
         remove(dict, keys.slot(g, s));
+        remove(dict, keys.arrival(g, s));
         remove(dict, keys.beat(g, s));
+        remove(dict, keys.started(g, s));
         remove(dict, keys.stalled(g, s));
     }
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
-    remove(dict, keys.gone(g));
     remove(dict, keys.live(g));
     remove(dict, keys.gen(g));
 }
@@ -180,13 +208,11 @@ function advance_low(dict: NgxSharedDict): void {
 }
 
 /**
- * True once generation `g` is over: it had workers, and none is counted or
- * still starting.
- * The last one out ends it (`end_generation`) exactly once.
+ * True once generation `g` had workers and none is counted any more. Whether
+ * it is really over also depends on processes still running (liveness.closable).
  */
 function finished(dict: NgxSharedDict, g: number): boolean {
-    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0
-        && starting(dict, g) <= 0;
+    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0;
 }
 
 /** Removes the records of a generation whose last worker left. */
@@ -283,6 +309,6 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 
 export {
     begin_generation, arrive, has_generation, count, starting, slots, occupant, register, drop_replaced,
-    uncount, recount, stalled, clear_stalled, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
+    uncount, recount, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };

@@ -1,0 +1,137 @@
+/**
+ * status(): the node's current view, read from the shm in one pass under the
+ * node lock, so the numbers agree with each other.
+ */
+
+import * as registry from "./registry";
+import * as keys from "./keys";
+import * as lock from "./lock";
+import { read_number, read_string } from "./store";
+import { alive } from "./liveness";
+
+const get_phase = ngx.get_phase;
+const now = ngx.now;
+const update_time = ngx.update_time;
+
+/** How long status() waits for the lock where it must block the worker to wait. */
+const BLOCKING_WAIT = 0.05;
+/** How long it waits where it can yield. */
+const YIELDING_WAIT = 5;
+
+interface WorkerStatus {
+    /** "<generation>-<pid>" */
+    id: string;
+    pid: number;
+    /** ngx.worker.id() of that worker. */
+    slot: number;
+    /** When its worker start ran (ngx.now()). */
+    started: number | undefined;
+    /** Its last heartbeat. */
+    heartbeat: number | undefined;
+}
+
+interface GenerationStatus {
+    /** The generation's number (master_id). */
+    id: number;
+    /** When its master start ran. */
+    started: number | undefined;
+    /** Workers counted now, by slot order. */
+    workers: WorkerStatus[];
+    /** Workers that reached init_worker and wait to be counted. */
+    starting: number;
+    /** Pids dropped for a late heartbeat whose process still ran then. */
+    stalled: number[];
+}
+
+interface CrashStatus {
+    id: string;
+    pid: number;
+    slot: number;
+    at: number;
+    cause: string;
+}
+
+interface Status {
+    /** The newest generation (the configuration now loaded); nil before any. */
+    generation: number | undefined;
+    /** Generations with records, oldest first. */
+    generations: GenerationStatus[];
+    /** Workers found dead since the node started. */
+    crashes: number;
+    last_crash: CrashStatus | undefined;
+    /** False when the lock could not be had in time and the view may be torn. */
+    consistent: boolean;
+}
+
+const YIELDABLE: { [phase: string]: boolean | undefined } = {
+    rewrite: true, server_rewrite: true, access: true, content: true, timer: true,
+    ssl_cert: true, ssl_session_fetch: true, ssl_client_hello: true,
+};
+
+function parse_crash(text: string | undefined): CrashStatus | undefined {
+    if (text === undefined) {
+        return undefined;
+    }
+    const [id, pid, slot, at, cause] = string.match(text, "^(%S+) (%d+) (%d+) (%S+) (.*)$");
+    if (id === undefined) {
+        return undefined;
+    }
+    return { id, pid: tonumber(pid) ?? 0, slot: tonumber(slot) ?? 0, at: tonumber(at) ?? 0, cause: cause ?? "" };
+}
+
+function generation_status(dict: NgxSharedDict, g: number): GenerationStatus {
+    const workers: WorkerStatus[] = [];
+    for (const s of $range(0, registry.slots(dict, g) - 1)) {
+        const [pid, beat] = registry.occupant(dict, g, s);
+        if (pid !== undefined) {
+            workers.push({ id: g + "-" + pid, pid, slot: s, started: registry.started_at(dict, g, s), heartbeat: beat });
+        }
+    }
+    return {
+        id: g,
+        started: read_number(dict, keys.gen(g)),
+        workers,
+        starting: alive(registry.starting(dict, g)).length,
+        stalled: registry.stalled(dict, g),
+    };
+}
+
+function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Status {
+    update_time();
+    const generations: GenerationStatus[] = [];
+    const [low, top] = registry.span(dict);
+    for (const g of $range(low, top)) {
+        if (registry.has_generation(dict, g)) {
+            generations.push(generation_status(dict, g));
+        }
+    }
+    return {
+        generation: registry.newest(dict, now(), grace),
+        generations,
+        crashes: read_number(dict, keys.CRASHES) ?? 0,
+        last_crash: parse_crash(read_string(dict, keys.LAST_CRASH)),
+        consistent,
+    };
+}
+
+/**
+ * Reads the node's view. Inside a callback (this process holds the lock) it
+ * reads at once; elsewhere it takes the lock, waiting briefly where it would
+ * have to block the worker.
+ */
+function status(dict: NgxSharedDict, grace: number): Status {
+    if (lock.held()) {
+        return snapshot(dict, grace, true);
+    }
+    const can_yield = YIELDABLE[get_phase()] === true;
+    const hold = lock.try_acquire(dict, can_yield, can_yield ? YIELDING_WAIT : BLOCKING_WAIT);
+    if (hold === undefined) {
+        return snapshot(dict, grace, false);
+    }
+    const view = snapshot(dict, grace, true);
+    lock.release(dict, hold);
+    return view;
+}
+
+export { status };
+export type { Status, GenerationStatus, WorkerStatus, CrashStatus };
