@@ -162,6 +162,174 @@ describe("lock", function()
         assert.equal(B .. ":1", dict:get(LOCK))
     end)
 
+    describe("two waiters and one dead holder (takeover race)", function()
+        local DEAD = "4242:7"
+        local MARKER = LOCK .. ":takeover:" .. DEAD
+        local procs        -- the simulated processes, by name
+        local running      -- the process whose coroutine runs now
+        local ops          -- every shm operation performed: { name, op, key }
+        local violations   -- moments when two processes held the lock at once
+
+        -- Each process runs in a coroutine that stops right before every shm
+        -- operation, so the test decides which process performs its next
+        -- operation; an operation itself is atomic, as in nginx's shm.
+        local function instrument()
+            for _, m in ipairs{ "get", "safe_add", "add", "delete", "safe_set", "set", "incr" } do
+                local orig = dict[m]
+                dict[m] = function(self, key, ...)
+                    local p = running
+                    if p then
+                        p.pending = m .. " " .. tostring(key)
+                        coroutine.yield()
+                        p.pending = nil
+                        ops[#ops + 1] = { p.name, m, key, p.state }
+                    end
+                    return orig(self, key, ...)
+                end
+            end
+        end
+
+        local function resume(p)
+            running = p
+            env.pid = p.pid
+            local ok, err = coroutine.resume(p.co)
+            running = nil
+            assert(ok, err)
+            p.done = coroutine.status(p.co) == "dead"
+        end
+
+        -- A process that takes the lock, works `work` steps under it, releases it.
+        local function spawn(name, pid, work)
+            local p = { name = name, pid = pid, state = "acquire" }
+            p.co = coroutine.create(function()
+                p.hold = lock.acquire(dict, false)
+                for _, q in pairs(procs) do
+                    if q ~= p and q.state == "holding" then
+                        violations[#violations + 1] = p.name .. " took the lock while " .. q.name .. " held it"
+                    end
+                end
+                p.state = "holding"
+                for _ = 1, work do
+                    coroutine.yield()
+                end
+                p.state = "release"
+                lock.release(dict, p.hold)
+                p.state = "done"
+            end)
+            procs[name] = p
+            resume(p)       -- runs up to its first shm operation
+            return p
+        end
+
+        local function step(p)
+            if not p.done then
+                resume(p)
+            end
+        end
+
+        local function run_all(limit)
+            local n = 0
+            while not (procs.A.done and procs.B.done) do
+                step(procs.A)
+                step(procs.B)
+                n = n + 1
+                assert(n < limit, "processes did not finish")
+            end
+        end
+
+        local function deletes_of_lock(state)
+            local out = {}
+            for _, o in ipairs(ops) do
+                if o[2] == "delete" and o[3] == LOCK and o[4] == state then
+                    out[#out + 1] = o[1]
+                end
+            end
+            return out
+        end
+
+        local function setup()
+            procs, ops, violations = {}, {}, {}
+            running = nil
+            env.live_pids[A] = true
+            env.live_pids[B] = true
+            assert.is_true((dict:safe_add(LOCK, DEAD, 30)))   -- 4242 was killed holding it
+            instrument()
+        end
+
+        before_each(setup)
+
+        it("lets only the marker's winner delete the dead hold; the other waits for the winner's hold", function()
+            local a = spawn("A", A, 3)
+            local b = spawn("B", B, 3)
+            -- B finds the lock taken, reads the dead token ...
+            step(b)
+            step(b)
+            assert.equal("safe_add " .. MARKER, b.pending)
+            -- ... and before it marks the takeover, A does it all and holds the lock
+            while a.state ~= "holding" do
+                step(a)
+            end
+            assert.equal(A .. ":1", a.hold)
+            assert.equal(a.hold, dict:get(LOCK))
+            -- B goes on: it loses the marker, leaves A's hold alone, waits
+            local pauses = #env.pauses
+            for _ = 1, 60 do
+                step(b)
+                assert.equal(a.hold, dict:get(LOCK))
+                assert.equal("acquire", b.state)
+            end
+            assert.is_true(#env.pauses > pauses)
+            assert.same({ "A" }, deletes_of_lock("acquire"))
+            -- A finishes; B gets the lock then
+            run_all(100000)
+            assert.equal(B .. ":2", b.hold)
+            assert.same({}, violations)
+            assert.same({ "A" }, deletes_of_lock("acquire"))
+            assert.equal(1, #env.logs_at("WARN", "4242"), env.dump_logs())
+            assert.same({}, env.logs_at("ERR"))
+            assert.is_nil(dict:get(LOCK))
+        end)
+
+        it("keeps the two apart in every interleaving of their first operations", function()
+            -- all orders of 6 operations of A and 6 of B (the whole takeover
+            -- path is safe_add, get, safe_add marker, get, delete, safe_add),
+            -- then turn by turn
+            local schedules = {}
+            local function gen(prefix, na, nb)
+                if na == 0 and nb == 0 then
+                    schedules[#schedules + 1] = prefix
+                    return
+                end
+                if na > 0 then gen(prefix .. "A", na - 1, nb) end
+                if nb > 0 then gen(prefix .. "B", na, nb - 1) end
+            end
+            gen("", 6, 6)
+            assert.equal(924, #schedules)
+            for i, schedule in ipairs(schedules) do
+                if i > 1 then
+                    stub.uninstall()
+                    env = stub.install{ pid = A, phase = "init_worker", now = 10000 }
+                    dict = env.dict
+                    lock = require("resty.worker.manager.lock")
+                    setup()
+                end
+                spawn("A", A, 2)
+                spawn("B", B, 2)
+                for c in schedule:gmatch(".") do
+                    step(procs[c])
+                end
+                run_all(100000)
+                local where = "schedule " .. schedule
+                assert.same({}, violations, where)
+                assert.equal(1, #deletes_of_lock("acquire"), where)
+                assert.equal(1, #env.logs_at("WARN", "took over"), where .. "\n" .. env.dump_logs())
+                assert.are_not.equal("", procs.A.hold, where)
+                assert.are_not.equal("", procs.B.hold, where)
+                assert.is_nil(dict:get(LOCK), where)
+            end
+        end)
+    end)
+
     describe("release", function()
         it("deletes its own hold", function()
             local hold = lock.acquire(dict, false)
