@@ -288,7 +288,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     const dict = n.dict;
     const pid = worker_pid();
     const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, turn: 0 };
-    registry.arrive(dict, g, slot, pid, worker_count());
+    const lost = registry.arrive(dict, g, slot, pid, worker_count());
 
     let hold = lock.acquire(dict, false);
     update_time();
@@ -311,6 +311,16 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
         registry.record_crash(dict, dead_id, dead, slot, "respawned", now());
         const [c_prev, c_next] = registry.neighbours(dict, g, now(), n.failed);
         run("crash", n.on_crash, dead_id, c_prev, left, c_next);
+    }
+    if (lost !== undefined) {
+        // Killed while it waited for the lock: never counted, so nothing to
+        // drop, but the crash is still reported.
+        const lost_id = g + "-" + lost;
+        log(ERR, "worker ", lost_id, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it was ",
+            "counted: nginx respawned its slot as ", w.id);
+        registry.record_crash(dict, lost_id, lost, slot, "crashed while starting", now());
+        const [l_prev, l_next] = registry.neighbours(dict, g, now(), n.failed);
+        run("crash", n.on_crash, lost_id, l_prev, registry.count(dict, g), l_next);
     }
     lock.release(dict, hold);
 

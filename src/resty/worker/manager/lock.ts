@@ -22,6 +22,8 @@ const EXPTIME = 30;
 /** Seconds a waiter tries before it gives up and goes on unlocked (logged). */
 const MAX_WAIT = EXPTIME + 5;
 const FIRST_STEP = 0.0002;
+/** Seconds of life a dead hold must have left for a takeover to delete it. */
+const TAKEOVER_MARGIN = 1;
 const MAX_STEP = 0.01;
 
 /** What a hold is: the token written as the key's value. UNLOCKED when we gave up waiting. */
@@ -70,8 +72,11 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
             // gone, so waiting for the expiry would only stall the node. Of
             // several waiters only the one that marks this dead hold first
             // deletes it; the others could delete the winner's new hold.
+            // A dead hold about to expire is left to expire: between our read
+            // and our delete it could expire and be retaken by someone else.
             const [won] = dict.safe_add(LOCK + ":takeover:" + (holder as string), true, EXPTIME);
-            if (won) {
+            const [left] = dict.ttl(LOCK);
+            if (won && left !== undefined && left > TAKEOVER_MARGIN) {
                 const [again] = dict.get(LOCK);
                 if (again === holder) {
                     dict.delete(LOCK);

@@ -31,11 +31,20 @@ function begin_generation(dict: NgxSharedDict, now: number): number | undefined 
     return g;
 }
 
-/** Notes that worker `pid` of `g` exists, before it waits for the lock. */
-function arrive(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number): void {
+/**
+ * Notes that worker `pid` of `g` exists, before it waits for the lock.
+ * Returns the slot's previous arrival that never got counted, if any: a
+ * worker that died while it was starting (nginx respawned its slot).
+ */
+function arrive(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number): number | undefined {
+    const previous = read_number(dict, keys.arrival(g, s));
     write(dict, keys.size(g), workers);
     write(dict, keys.arrival(g, s), pid);
     add(dict, keys.arrived(g), 1);
+    if (previous !== undefined && previous !== pid && previous !== read_number(dict, keys.slot(g, s))) {
+        return previous;
+    }
+    return undefined;
 }
 
 function has_generation(dict: NgxSharedDict, g: number): boolean {
