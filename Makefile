@@ -4,6 +4,7 @@
 #   make demo    the same set-up, then a scripted tour on a real nginx
 #   make build   compile src/ (TypeScript) to lib/ (Lua)
 #   make install PREFIX=/usr/local LUA_LIB_DIR=...   copy lib/ like other lua-resty libraries
+#   make dist    release tarball + .src.rock (compiled Lua, rockspec) in dist/
 #
 # WM_NGINX picks the nginx binary for the tests and the demo (default: Debian's
 # /usr/sbin/nginx with its dynamic lua module; set it to OpenResty's nginx
@@ -16,10 +17,12 @@ INSTALL     ?= install
 
 APT_PACKAGES := nginx-light libnginx-mod-http-lua lua-resty-core luajit2 lua-busted lua-check luarocks
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VERSION := $(shell sed -n 's/^const _VERSION: string = "\(.*\)";/\1/p' src/resty/worker/manager.ts 2>/dev/null)
+RELEASE := lua-resty-worker-manager-$(VERSION)
 TSTL := node_modules/.bin/tstl
 TSC  := node_modules/.bin/tsc
 
-.PHONY: all deps apt npm build typecheck lint test test-unit test-nginx demo install clean
+.PHONY: all deps apt npm build typecheck lint test test-unit test-nginx demo install dist clean
 
 all: build
 
@@ -64,6 +67,12 @@ lint: build typecheck
 	luacheck --no-color -q lib
 	@if grep -rn '__TS__' lib; then echo "lint: TSTL runtime helpers found in lib/ (see above)"; exit 1; fi
 	@if grep -rnE 'function[^(]*\(self' lib; then echo "lint: functions with a self parameter in lib/"; exit 1; fi
+	@for r in rockspec/*.rockspec; do \
+	    want=$$(cd lib && find . -name '*.lua' | sed 's|^\./||' | sort); \
+	    have=$$(sed -n 's|.*= "lib/\(.*\.lua\)",|\1|p' $$r | sort); \
+	    [ "$$want" = "$$have" ] || { echo "lint: $$r does not list exactly the modules in lib/"; exit 1; }; \
+	done
+	@test -f rockspec/$(RELEASE)-1.rockspec || { echo "lint: no rockspec for version $(VERSION)"; exit 1; }
 
 test-unit: build
 	busted --lua=luajit
@@ -76,10 +85,23 @@ test: deps lint test-unit test-nginx
 demo: deps build
 	perl -I t/lib nginx/demo.pl
 
-install: build
+# No build here: a release tarball ships lib/ compiled and has no node.
+install:
+	@test -f lib/resty/worker/manager.lua || { echo "lib/ is not built: run make build first"; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/manager
 	$(INSTALL) -m 644 lib/resty/worker/manager.lua $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/
 	$(INSTALL) -m 644 lib/resty/worker/manager/*.lua $(DESTDIR)$(LUA_LIB_DIR)/resty/worker/manager/
 
+# The tarball holds the compiled Lua, so installing it needs no node; the
+# .src.rock (rockspec + tarball) installs offline: luarocks install dist/*.src.rock
+dist: build
+	rm -rf dist && mkdir -p dist/$(RELEASE)
+	cp -r lib README.md LICENSE Makefile dist/$(RELEASE)/
+	cp rockspec/$(RELEASE)-1.rockspec dist/
+	tar -C dist -czf dist/$(RELEASE).tar.gz $(RELEASE)
+	cd dist && zip -q $(RELEASE)-1.src.rock $(RELEASE)-1.rockspec $(RELEASE).tar.gz
+	rm -rf dist/$(RELEASE)
+	@ls dist
+
 clean:
-	rm -rf lib
+	rm -rf lib dist

@@ -25,9 +25,11 @@ build = {
       ["resty.worker.manager.callbacks"] = "lib/resty/worker/manager/callbacks.lua",
       ["resty.worker.manager.host"] = "lib/resty/worker/manager/host.lua",
       ["resty.worker.manager.keys"] = "lib/resty/worker/manager/keys.lua",
+      ["resty.worker.manager.liveness"] = "lib/resty/worker/manager/liveness.lua",
       ["resty.worker.manager.lock"] = "lib/resty/worker/manager/lock.lua",
       ["resty.worker.manager.log"] = "lib/resty/worker/manager/log.lua",
       ["resty.worker.manager.registry"] = "lib/resty/worker/manager/registry.lua",
+      ["resty.worker.manager.status"] = "lib/resty/worker/manager/status.lua",
       ["resty.worker.manager.store"] = "lib/resty/worker/manager/store.lua",
    },
 }

@@ -14,7 +14,8 @@ package WorkerManager::Nginx;
 # Methods: new(%opts) (see %DEFAULTS), start(wait =>, expect_fail =>),
 # signal($sig), reload() (HUP + wait for the new workers), reload_conf(%opts),
 # write_conf(%opts), kill_worker($pid, $sig), wait_log($re, count =>, since =>,
-# timeout =>, soft =>), wait_until($code, ...), wait_exit($timeout), mark(),
+# timeout =>, soft =>), wait_until($code, ...), absent_for($re, $seconds,
+# since =>), wait_exit($timeout), mark(),
 # grep_log($re, since =>), entries(), callbacks(since =>, event =>, gen =>),
 # enter_leave(), errors(allow => [...]), dump_log(), worker_pids(all =>),
 # children(), run_cmd(@args), get($path), get_async/finish, block_workers($ms),
@@ -71,6 +72,7 @@ END {
 my %DEFAULTS = (
     workers           => 2,
     module            => 1,     # 0: do not load resty.worker.manager at all
+    lib_dir           => undef, # where resty/worker/manager.lua is found (default: the repo's lib/)
     shm               => 'wm',
     shm_size          => '1m',
     opts              => undef, # Lua table text; default { shm = "<shm>", interval = 1 }
@@ -103,7 +105,7 @@ sub new {
         die "WorkerManager::Nginx: unknown option '$k'\n" unless exists $DEFAULTS{$k};
     }
     my $self = bless { %DEFAULTS, %args }, $class;
-    if ($self->{module} && !-f "$REPO/lib/resty/worker/manager.lua") {
+    if ($self->{module} && !$self->{lib_dir} && !-f "$REPO/lib/resty/worker/manager.lua") {
         Test::More->builder->BAIL_OUT("$REPO/lib/resty/worker/manager.lua is not built "
             . "(run: cd $REPO && npx tstl -p tsconfig.json)");
     }
@@ -171,7 +173,8 @@ sub conf_text {
     my $temp = join "\n    ", @temp;
     my $mods = join '', map { "load_module $_;\n" } @LOAD_MODULES;
     my $shm  = $self->{shm};
-    my $lua_path = "$REPO/lib/?.lua;$REPO/t/lib/?.lua;;";
+    my $lib = $self->{lib_dir} // "$REPO/lib";
+    my $lua_path = "$lib/?.lua;$REPO/t/lib/?.lua;;";
 
     my $linger = '';
     if ($self->{linger}) {
@@ -697,6 +700,20 @@ sub wait_until {
             return $v if $o{soft};
             die "wait_until timed out: $desc\n";
         }
+        sleep $POLL;
+    }
+}
+
+# Poll the log for $seconds: returns the entries since `since` that match $re
+# (empty list: none appeared).  Stops early at the first match.  For the
+# "this must NOT happen while ..." checks, where no log line can be awaited.
+sub absent_for {
+    my ($self, $re, $seconds, %o) = @_;
+    my $t0 = time;
+    while (1) {
+        my @m = $self->grep_log($re, since => $o{since});
+        return @m if @m;
+        return () if time - $t0 >= $seconds;
         sleep $POLL;
     }
 }

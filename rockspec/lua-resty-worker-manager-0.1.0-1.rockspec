@@ -1,0 +1,35 @@
+package = "lua-resty-worker-manager"
+version = "0.1.0-1"
+source = {
+   url = "https://github.com/lua-resty-worker-manager/lua-resty-worker-manager/releases/download/v0.1.0/lua-resty-worker-manager-0.1.0.tar.gz",
+   dir = "lua-resty-worker-manager-0.1.0",
+}
+description = {
+   summary = "Tells OpenResty code what happens to its nginx node: start, reload, stop, worker crashes",
+   detailed = [[
+      resty.worker.manager runs user callbacks cb(id, n_prev, n_mine, n_next) at
+      master start, master exit, worker start and worker exit, one at a time
+      under a node-wide lock kept in a lua_shared_dict. The Lua in lib/ is
+      compiled from TypeScript; the release tarball ships it compiled, so
+      installing needs no node.
+   ]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+}
+build = {
+   type = "builtin",
+   modules = {
+      ["resty.worker.manager"] = "lib/resty/worker/manager.lua",
+      ["resty.worker.manager.callbacks"] = "lib/resty/worker/manager/callbacks.lua",
+      ["resty.worker.manager.host"] = "lib/resty/worker/manager/host.lua",
+      ["resty.worker.manager.keys"] = "lib/resty/worker/manager/keys.lua",
+      ["resty.worker.manager.liveness"] = "lib/resty/worker/manager/liveness.lua",
+      ["resty.worker.manager.lock"] = "lib/resty/worker/manager/lock.lua",
+      ["resty.worker.manager.log"] = "lib/resty/worker/manager/log.lua",
+      ["resty.worker.manager.registry"] = "lib/resty/worker/manager/registry.lua",
+      ["resty.worker.manager.status"] = "lib/resty/worker/manager/status.lua",
+      ["resty.worker.manager.store"] = "lib/resty/worker/manager/store.lua",
+   },
+}
