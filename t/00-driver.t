@@ -61,7 +61,7 @@ ok($n2->wait_exit, 'linger node stopped');
 
 $n->signal('QUIT');
 ok($n->wait_exit, 'QUIT stops nginx');
-ok(!$n->alive($master), 'master gone');
+ok($n->wait_until(sub { !$n->alive($master) }, desc => 'master gone', soft => 1), 'master gone');
 is_deeply([$n->errors(allow => [qr/exited on signal 9/])], [], 'no errors logged')
     or diag $n->dump_log;
 

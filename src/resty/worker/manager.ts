@@ -213,7 +213,7 @@ function beat(w: Worker, n: Node): void {
     const dict = n.dict;
     update_time();
     const [pid] = registry.occupant(dict, w.gen, w.slot);
-    if (pid !== w.pid) {
+    if (pid !== w.pid && registry.has_generation(dict, w.gen)) {
         const hold = lock.acquire(dict, true);
         update_time();
         if (registry.recount(dict, w.gen, w.slot, w.pid, now())) {
@@ -230,6 +230,9 @@ function beat(w: Worker, n: Node): void {
         const hold = lock.acquire(dict, true);
         update_time();
         liveness.settle(dict, finder, suspects, now());
+        // Callbacks run by settle may have taken a while.
+        update_time();
+        registry.heartbeat(dict, w.gen, w.slot, now());
         lock.release(dict, hold);
     }
 }
@@ -246,15 +249,17 @@ function on_beat(premature: boolean): void {
         leave(true);
         return;
     }
-    beat(w, n);
+    // Scheduled before this beat's work, so callbacks run by it cannot
+    // delay the next beat and make this worker look stalled.
     const [ok, err] = timer_at(n.interval, on_beat);
     if (!ok) {
         if (err === "process exiting") {
             leave(true);
-        } else {
-            log(ERR, "could not schedule the heartbeat of worker ", w.id, ": ", err);
+            return;
         }
+        log(ERR, "could not schedule the heartbeat of worker ", w.id, ": ", err);
     }
+    beat(w, n);
 }
 
 /**

@@ -152,5 +152,5 @@ function release(dict: NgxSharedDict, hold: Hold): void {
     }
 }
 
-export { try_acquire, acquire, held, renew, release, EXPTIME };
+export { try_acquire, acquire, held, renew, release, EXPTIME, UNLOCKED };
 export type { Hold };

@@ -128,7 +128,7 @@ function status(dict: NgxSharedDict, grace: number): Status {
     if (hold === undefined) {
         return snapshot(dict, grace, false);
     }
-    const view = snapshot(dict, grace, true);
+    const view = snapshot(dict, grace, hold !== lock.UNLOCKED);
     lock.release(dict, hold);
     return view;
 }
