@@ -213,12 +213,15 @@ function beat(w: Worker, n: Node): void {
     const dict = n.dict;
     update_time();
     const [pid] = registry.occupant(dict, w.gen, w.slot);
-    if (pid !== w.pid && registry.has_generation(dict, w.gen)) {
+    if (pid !== w.pid || !registry.has_generation(dict, w.gen)) {
+        // This worker is alive and not exiting, so it must be counted: it was
+        // dropped while it stalled, or the shm lost the module's keys.
         const hold = lock.acquire(dict, true);
         update_time();
-        if (registry.recount(dict, w.gen, w.slot, w.pid, now())) {
-            log(WARN, "worker ", w.id, " was dropped as crashed but is alive (stalled over ", n.interval + n.failed,
-                "s?); counted again");
+        const restored = registry.restore(dict, w.gen, w.slot, w.pid, worker_count(), now());
+        if (restored !== undefined) {
+            log(WARN, "worker ", w.id, " is alive but was not counted (it stalled over ", n.interval + n.failed,
+                "s, or the shm lost the module's keys): restored ", restored);
         }
         lock.release(dict, hold);
     }

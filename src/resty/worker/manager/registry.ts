@@ -134,18 +134,41 @@ function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
 }
 
 /**
- * Counts again a worker that was found dead by mistake (it stopped beating
- * but lives), unless its generation has ended since.
+ * Puts back what a live, counted-to-be worker needs in the shm: its slot
+ * after it was dropped by mistake (it stalled, then beat again), or its whole
+ * generation after the module's keys were lost (flush_all, eviction, a write
+ * that failed while the shm was full). Returns what was restored, or nil.
  */
-function recount(dict: NgxSharedDict, g: number, s: number, pid: number, now: number): boolean {
-    if (!has_generation(dict, g) || read_number(dict, keys.slot(g, s)) !== undefined) {
-        return false;
+function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
+                 now: number): string | undefined {
+    let restored: string | undefined = undefined;
+    if ((read_number(dict, keys.TOP) ?? 0) < g) {
+        write(dict, keys.TOP, g);
+        restored = "generation counter";
     }
-    write(dict, keys.slot(g, s), pid);
-    write(dict, keys.beat(g, s), now);
-    remove(dict, keys.stalled(g, s));
-    add(dict, keys.live(g), 1);
-    return true;
+    if ((read_number(dict, keys.LOW) ?? g + 1) > g) {
+        write(dict, keys.LOW, g);
+    }
+    if (!has_generation(dict, g)) {
+        write(dict, keys.gen(g), now);
+        write(dict, keys.size(g), workers);
+        if ((read_number(dict, keys.arrived(g)) ?? 0) <= 0) {
+            add(dict, keys.arrived(g), 1);
+        }
+        restored = "generation " + g;
+    }
+    if (read_number(dict, keys.slot(g, s)) === undefined) {
+        write(dict, keys.slot(g, s), pid);
+        write(dict, keys.arrival(g, s), pid);
+        write(dict, keys.beat(g, s), now);
+        if (read_number(dict, keys.started(g, s)) === undefined) {
+            write(dict, keys.started(g, s), now);
+        }
+        remove(dict, keys.stalled(g, s));
+        add(dict, keys.live(g), 1);
+        restored = restored !== undefined ? restored + " and its slot " + s : "slot " + s;
+    }
+    return restored;
 }
 
 /** The pids of `g` dropped while their process still ran (see uncount). */
@@ -318,6 +341,6 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 
 export {
     begin_generation, arrive, has_generation, count, starting, slots, occupant, register, drop_replaced,
-    uncount, recount, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
+    uncount, restore, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };
