@@ -2,6 +2,7 @@
 #
 #   make test    install what is missing, build, type-check, lint, run every suite
 #   make demo    the same set-up, then a scripted tour on a real nginx
+#   make demo-serve  the same set-up, then that nginx kept up to play with
 #   make build   compile src/ (TypeScript) to lib/ (Lua)
 #   make install PREFIX=/usr/local LUA_LIB_DIR=...   copy lib/ like other lua-resty libraries
 #   make dist    release tarball + .src.rock (compiled Lua, rockspec) in dist/
@@ -83,7 +84,31 @@ test-nginx: build
 test: deps lint test-unit test-nginx
 
 demo: deps build
-	perl -I t/lib nginx/demo.pl
+	@perl -I t/lib nginx/demo.pl
+
+# The same node as `make demo`, kept up for hands-on play until Ctrl-C
+# (on a free port, or DEMO_PORT=8080).
+.PHONY: demo-serve
+demo-serve: deps build
+	@perl -I t/lib nginx/demo.pl --serve $(if $(DEMO_PORT),--port $(DEMO_PORT))
+
+# The benchmark (issue #5): real nginx nodes, a markdown table on stdout and
+# the same as JSON (and .md) in t/bench/out/. wrk is installed when missing.
+# bench-smoke runs every row once with few trials (under 30 s); it fails only
+# when the bench machinery does, not when a target is missed.
+BENCH_WRK = command -v wrk >/dev/null 2>&1 || { echo "installing: wrk"; \
+	$(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk; }
+
+.PHONY: bench bench-smoke
+
+bench: apt build
+	@$(BENCH_WRK)
+	perl t/bench/bench.pl
+
+bench-smoke: apt build
+	@$(BENCH_WRK)
+	perl t/bench/bench.pl --smoke
 
 # No build here: a release tarball ships lib/ compiled and has no node.
 install:

@@ -1,68 +1,524 @@
 #!/usr/bin/env perl
-# A scripted tour of resty.worker.manager on a real nginx (`make demo`):
-# start, reload (HUP), kill -9 of a worker, stop (QUIT), printing every
-# callback with its arguments, in the order the node ran them.
+# A tour of resty.worker.manager on a real nginx, run from nginx/demo.conf.
 #
-#   perl -I t/lib nginx/demo.pl            (from the repository root, after `make build`)
+#   perl -I t/lib nginx/demo.pl           `make demo`: a scripted tour (start, a request,
+#                                         reload, kill -9 of a worker, two reloads in a row,
+#                                         stop), printing every callback as it runs
+#   perl -I t/lib nginx/demo.pl --check   the same tour, fast; exits non-zero unless the
+#                                         timeline has every expected event (t/21-demo.t)
+#   perl -I t/lib nginx/demo.pl --serve   `make demo-serve`: start the node and keep it up
+#                                         for hands-on play; Ctrl-C stops it
+#        [--port N]                       (--serve) listen on 127.0.0.1:N, not a free port
 #
+# Run from the repository root after `make build` (`make demo` does both).
 # WM_NGINX / WM_LOAD_MODULES choose the nginx binary as for the tests;
 # WM_KEEP=2 keeps the temporary prefix (conf and error.log) for a look.
+# Nothing is left running: the driver (t/lib/WorkerManager/Nginx.pm) kills
+# what is left of the node on any exit, die or Ctrl-C.
 
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../t/lib";
+use Getopt::Long qw(GetOptions);
+use IO::Select;
+use JSON::PP ();
+use Time::HiRes qw(time sleep);
 use Test::More ();
 use WorkerManager::Nginx;
 
-Test::More->builder->no_ending(1);    # the driver reports through Test::More; no TAP here
-$| = 1;
-
-sub say_step { print "\n== $_[0]\n" }
-
-my $n = WorkerManager::Nginx->new(workers => 2, exit_hook => 1,
-                                  opts => '{ shm = "wm", interval = 1 }');
-
-# Print the callbacks (and the module's own log lines) logged since $mark.
-sub show {
-    my ($mark) = @_;
-    for my $e ($n->grep_log(qr/\bWMCB \w+ id=|\[worker-manager\]/, since => $mark)) {
-        if ($e->{text} =~ /\bWMCB (\w+) id=(\S+) prev=(\S+) mine=(\S+) next=(\S+)/) {
-            my ($ev, $id, $prev, $mine, $next) = ($1, $2, $3, $4, $5);
-            my $where = $ev =~ /^master_start/ ? 'master' : "worker pid $e->{pid}";
-            printf "  %-13s (%-8s n_prev=%-3s n_mine=%-2s n_next=%-3s)  in %s\n",
-                $ev, "$id,", $prev, $mine, $next, $where;
-        } elsif ($e->{text} =~ /(\[worker-manager\].*?)(?:, context: .*)?$/) {
-            print "  [log $e->{level}] $1\n";
-        }
-    }
-    return $n->mark;
+my ($CHECK, $SERVE, $PORT) = (0, 0, undef);
+GetOptions('check' => \$CHECK, 'serve' => \$SERVE, 'port=i' => \$PORT,
+           'help|h' => sub { usage(0) })
+    or usage(2);
+sub usage {
+    open my $fh, '<', __FILE__ or exit $_[0];
+    while (<$fh>) { last unless /^#/; next if /^#!/; s/^# ?//; print }
+    exit $_[0];
 }
 
-print "nginx: $WorkerManager::Nginx::NGINX, prefix ", $n->prefix, "\n";
-print "callback arguments: (id, n_prev, n_mine, n_next); nil = no such generation\n";
+# The driver reports through Test::More: no TAP here.
+my $tb = Test::More->builder;
+$tb->no_ending(1);
+$tb->output(\my $tap_out);
+$tb->failure_output(\my $tap_err);
+$tb->todo_output(\my $tap_todo);
+$| = 1;
 
-say_step('start: master start in init_by_lua, then each worker counts itself');
-my $mark = $n->mark;
-$n->start;
-$mark = show($mark);
+my $REPO  = $WorkerManager::Nginx::REPO;
+my $NGINX = $WorkerManager::Nginx::NGINX;
+my $LIB   = "$REPO/lib";
+my $TEMPLATE = "$FindBin::Bin/demo.conf";
+my $WORKERS = 2;                               # worker_processes in demo.conf
+my $WIDTH = ($ENV{COLUMNS} // '') =~ /^(\d+)$/ && $1 >= 72 ? $1 : 100;
 
-say_step('reload (HUP): generation 2 starts while generation 1 still runs, then generation 1 exits');
-$n->signal('HUP');
-$n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark);
-$mark = show($mark);
+die "$LIB/resty/worker/manager.lua is not built: run `make build` (or `make demo`)\n"
+    unless -f "$LIB/resty/worker/manager.lua";
+die "$NGINX: no such nginx binary (set WM_NGINX)\n" unless -x $NGINX;
 
-say_step('kill -9 of a worker: nginx respawns it; its start still counts the dead one, which is dropped right after');
-my ($victim) = $n->worker_pids;
-print "  (kill -9 $victim)\n";
-$n->kill_worker($victim, 'KILL');
-$n->wait_log(qr/\bWMCB worker_start id=2-/, since => $mark);
-$n->wait_log(qr/\[worker-manager\].*\b$victim\b/, since => $mark);
-$mark = show($mark);
+# demo.conf gets the load_module lines itself, so the driver must not pass them with -g.
+my @MODULES = @WorkerManager::Nginx::LOAD_MODULES;
+@WorkerManager::Nginx::LOAD_MODULES = ();
 
-say_step('stop (QUIT): each worker exits; the last one runs the master exit (n_next nil: the node stops)');
-$n->signal('QUIT');
-$n->wait_exit or die "nginx did not stop\n";
-$mark = show($mark);
+my $n = WorkerManager::Nginx->new(raw_conf => '', workers => $WORKERS, lib_dir => $LIB);
+my $PREFIX = $n->prefix;
+my $MASTER;
+my $T0;
 
-print "\ndone; the conf used is in ", $n->conf, ($ENV{WM_KEEP} && $ENV{WM_KEEP} eq '2' ? "\n" : " (removed; WM_KEEP=2 keeps it)\n");
+my $interrupted = 0;
+$SIG{INT} = sub {
+    $interrupted++;
+    return if $SERVE && $interrupted == 1 && $MASTER;    # the serve loop stops nginx gracefully
+    print "\ninterrupted: stopping nginx\n";
+    exit 130;
+};
+$SIG{TERM} = $SIG{HUP} = sub { exit 143 };
+$SIG{PIPE} = sub { exit 141 };
+
+# ------------------------------------------------------------------ the conf
+
+sub slurp { my $f = shift; open my $fh, '<', $f or die "$f: $!\n"; local $/; <$fh> }
+
+sub conf_text {
+    my ($port) = @_;
+    my $text = slurp($TEMPLATE);
+    my $mods = @MODULES
+        ? join("\n", map { "load_module $_;" } @MODULES)
+        : '# (no load_module: this nginx has the lua module built in)';
+    # as root the workers run as "nobody": they must be able to read the Lua files
+    $mods .= "\nuser root;   # (demo.pl: the Lua files are not readable by nobody)"
+        if $> == 0 && grep { !WorkerManager::Nginx::_others_can_read($_) }
+                      ("$LIB/resty/worker/manager.lua", "$FindBin::Bin/demo_helpers.lua");
+    my %fill = (PREFIX => $PREFIX, LOAD_MODULES => $mods, LIB => $LIB,
+                HERE => $FindBin::Bin, PORT => $port);
+    $text =~ s/^\@LOAD_MODULES\@$/$fill{LOAD_MODULES}/m;
+    $text =~ s/\@(PREFIX|LIB|HERE|PORT)\@/$fill{$1}/g;
+    # temp-path directives of modules this nginx was built without
+    my $v = `'$NGINX' -V 2>&1` // '';
+    $text =~ s/^(\s*)((\w+)_temp_path\b)/$1# $2/mg
+        for grep { $v =~ /--without-http_${_}_module/ } qw(proxy fastcgi uwsgi scgi);
+    return $text;
+}
+
+# Start nginx on $port (or a free port, taking another one if it is taken meanwhile).
+sub start_nginx {
+    my ($want) = @_;
+    for my $try (1 .. 3) {
+        my $port = $want // WorkerManager::Nginx::free_port();
+        $n->write_conf(raw_conf => conf_text($port));
+        my $mark = $n->mark;
+        $T0 = time;
+        my $rc = $n->start(wait => 0, expect_fail => 1);
+        if ($rc == 0) {
+            $MASTER = $n->master_pid;
+            return $port;
+        }
+        my $bind = grep { $_->{text} =~ /bind\(\) to 127\.0\.0\.1:$port failed/ } $n->entries;
+        next if $bind && !defined $want;
+        my $err = -f "$PREFIX/logs/stderr.log" ? slurp("$PREFIX/logs/stderr.log") : '';
+        $err .= join '', map { "$_->{line}\n" } grep { $_->{level} =~ /^(?:error|crit|alert|emerg)$/ }
+            $n->grep_log(qr//, since => $mark);
+        die "nginx failed to start (exit $rc):\n$err";
+    }
+    die "nginx failed to start: no free port\n";
+}
+
+# ------------------------------------------------------------------ the timeline
+
+my @EV;          # callbacks seen: { event id prev mine next process pid slot t gen wpid }
+my @ROWS;        # everything printed: callbacks and log lines
+my $seen = 0;    # log entries consumed
+my $last_t = 0;
+
+my $TIME_FMT = $SERVE ? '%8.3f' : '%7.3f';
+my $MSG_COL  = 2 + ($SERVE ? 8 : 7) + 2 + 12 + 2;
+
+# The column header, printed before the next row (none if nothing follows).
+my $need_header = 0;
+sub header { $need_header = 1 }
+sub print_header {
+    $need_header = 0;
+    my $t = $SERVE ? '    time' : '   time';
+    print "\n";
+    printf "  %s  %-12s  %-10s  %-6s  %-6s  %-6s  %s\n", $t, 'event', 'id', 'n_prev', 'n_mine', 'n_next', 'runs in';
+    printf "  %s  %s  %s  %s  %s  %s  %s\n", '-' x length($t), '-' x 12, '-' x 10, ('-' x 6) x 3, '-' x 22;
+}
+
+# Wrap $text to the width, continuation lines indented to column $col;
+# breaks at spaces (or after each $sep, e.g. ',' for JSON).
+sub wrap {
+    my ($text, $col, $sep) = @_;
+    my $w = $WIDTH - $col;
+    $w = 40 if $w < 40;
+    my $join = defined $sep ? '' : ' ';
+    my @lines;
+    my $cur = '';
+    for my $word (defined $sep ? split(/(?<=\Q$sep\E)/, $text) : split(/ /, $text)) {
+        if (length $cur && length($cur) + length($join) + length($word) > $w) {
+            push @lines, $cur;
+            $cur = $word;
+        } else {
+            $cur = length $cur ? "$cur$join$word" : $word;
+        }
+    }
+    push @lines, $cur if length $cur;
+    return join("\n" . (' ' x $col), @lines);
+}
+
+sub kv {
+    my $s = shift;
+    $s =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
+    my %h;
+    $h{$1} = $2 while $s =~ /(\w+)=(\S+)/g;
+    return %h;
+}
+
+# One log entry as a row of the timeline, or nothing.
+sub row_of {
+    my $e = shift;
+    my $text = $e->{text};
+    if ($text =~ /\bdemo: (\w+) (id=.*)\z/s) {
+        my %h = (kind => 'cb', event => $1, kv($2));
+        $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
+        if ($h{event} =~ /^master/) { $h{gen} = $h{id} }
+        elsif ($h{id} =~ /^(\d+)-(\d+)$/) { ($h{gen}, $h{wpid}) = ($1, $2) }
+        return \%h;
+    }
+    (my $msg = $text) =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
+    if ($msg =~ /(\[worker-manager\] .*)\z/s) {
+        my %lvl = (notice => 'NOTICE', warn => 'WARN', error => 'ERR', crit => 'CRIT', alert => 'ALERT', emerg => 'EMERG');
+        return { kind => 'log', event => 'log ' . ($lvl{ $e->{level} } // uc $e->{level}), msg => $1, level => $e->{level} };
+    }
+    # the master's word on the signals the tour sends, and on a killed worker
+    if ($msg =~ /^(signal \d+ \(SIG(?:HUP|QUIT|TERM|INT|USR1|USR2|WINCH)\) received.*|worker process \d+ exited on signal \d+.*)$/s) {
+        return { kind => 'nginx', event => 'nginx', msg => $1, level => $e->{level} };
+    }
+    if ($e->{level} =~ /^(?:error|crit|alert|emerg)$/) {
+        return { kind => 'other', event => "nginx " . uc($e->{level} eq 'error' ? 'err' : $e->{level}),
+                 msg => $msg, level => $e->{level} };
+    }
+    return;
+}
+
+sub print_row {
+    my $r = shift;
+    print_header() if $need_header;
+    my $t = sprintf $TIME_FMT, $r->{t};
+    if ($r->{kind} eq 'cb') {
+        # nginx runs init_by_lua of the first start before it daemonizes: in
+        # the process that then forks the master
+        my $where = $r->{process} && $r->{process} eq 'master'
+            ? "master $r->{pid}" . ($MASTER && $r->{pid} ne $MASTER ? ' (before daemonizing)' : '')
+            : sprintf('worker %s (slot %s)', $r->{pid} // '?', $r->{slot} // '?');
+        printf "  %s  %-12s  %-10s  %-6s  %-6s  %-6s  %s\n", $t, $r->{event}, $r->{id},
+            $r->{n_prev} // '?', $r->{n_mine} // '?', $r->{n_next} // '?', $where;
+    } else {
+        printf "  %s  %-12s  %s\n", $t, $r->{event}, wrap($r->{msg}, $MSG_COL);
+    }
+}
+
+# Read what the error log gained, print it as timeline rows; returns how many.
+sub pump {
+    my @all = $n->entries;
+    return 0 if $seen > $#all;
+    my @new = @all[$seen .. $#all];
+    $seen = @all;
+    my $obs = time - $T0;
+    my @rows = grep { defined } map { row_of($_) } @new;
+    # log lines have no sub-second time: take the next callback's time in this
+    # batch (they are logged right around it), else the time we read them
+    for my $i (0 .. $#rows) {
+        next if defined $rows[$i]{t};
+        my ($next) = grep { defined } map { $_->{kind} eq 'cb' ? $_->{t} : undef } @rows[$i + 1 .. $#rows];
+        $rows[$i]{t} = defined $next && $next < $obs ? $next : $obs;
+    }
+    for my $r (@rows) {
+        $r->{t} = $last_t if $r->{t} < $last_t;
+        $last_t = $r->{t};
+        print_row($r);
+        push @ROWS, $r;
+        push @EV, $r if $r->{kind} eq 'cb';
+    }
+    return scalar @rows;
+}
+
+sub evs {
+    my %f = @_;
+    return grep { my $e = $_; !grep { !defined $e->{$_} || $e->{$_} ne $f{$_} } keys %f } @EV;
+}
+
+# Print the timeline until $cond is true, then until it is quiet for $settle s.
+my $TIMEOUT = $ENV{WM_TIMEOUT} || 15;
+my $SETTLE = $CHECK ? 0.15 : 0.8;
+sub follow {
+    my ($desc, $cond, %o) = @_;
+    my $settle = $o{settle} // $SETTLE;
+    my $t0 = time;
+    until ($cond->()) {
+        pump();
+        last if $cond->();
+        die "timed out after ${TIMEOUT}s waiting for $desc\n" if time - $t0 > $TIMEOUT;
+        sleep 0.02;
+    }
+    my $quiet = time;
+    while (time - $quiet < $settle) {
+        $quiet = time if pump();
+        sleep 0.02;
+    }
+}
+
+# ------------------------------------------------------------------ status()
+
+sub fetch_status {
+    my ($code, $body) = $n->get('/status', port => $PORT);
+    return (undef, "GET /status: " . ($code ? "HTTP $code $body" : $body)) unless $code == 200;
+    my $st = eval { JSON::PP->new->decode($body) };
+    return (undef, "GET /status: not JSON: $body") unless $st;
+    return ($st, undef, $body);
+}
+
+sub show_status {
+    my ($st, $err) = fetch_status();
+    my $pad = ' ' x 12;
+    unless ($st) { print "\n  status()  $err\n"; return }
+    my @lines = sprintf 'generation %s, crashes %s%s%s', $st->{generation} // 'none', $st->{crashes} // 0,
+        ($st->{last_crash} ? " (last: $st->{last_crash}{id}, $st->{last_crash}{cause})" : ''),
+        ($st->{consistent} ? '' : ', not consistent (lock busy)');
+    for my $g (@{ $st->{generations} || [] }) {
+        my @w = map { "$_->{id} slot $_->{slot}" } @{ $g->{workers} || [] };
+        my $line = "gen $g->{id}: " . (@w ? join(', ', @w) : 'no workers');
+        $line .= ", $g->{starting} starting" if $g->{starting};
+        $line .= ', stalled ' . join(' ', @{ $g->{stalled} }) if @{ $g->{stalled} || [] };
+        push @lines, $line;
+    }
+    print "\n  status()  ", join("\n$pad", @lines), "\n";
+}
+
+sub step {
+    my ($i, $total, $title, $notice) = @_;
+    print "\n", '=' x 3, " [$i/$total] $title ", '=' x (($WIDTH > 100 ? 100 : $WIDTH) - 9 - length("$i/$total $title")), "\n";
+    print '  ', wrap($notice, 2), "\n";
+}
+
+# ------------------------------------------------------------------ the tour
+
+sub nginx_version {
+    my $v = `'$NGINX' -v 2>&1` // '';
+    return $v =~ m{nginx version: (\S+)} ? $1 : 'nginx';
+}
+
+sub tour {
+    print "resty.worker.manager tour", ($CHECK ? ' (--check)' : ''), "\n";
+    printf "  nginx   %s (%s)%s\n", $NGINX, nginx_version(), @MODULES ? ', lua module loaded with load_module' : '';
+    print  "  conf    nginx/demo.conf -> $PREFIX/conf/nginx.conf\n";
+    print  "  opts    { shm = \"worker_manager\", interval = 1, failed = 2, on_crash = ... }\n";
+    print  "  every callback is cb(id, n_prev, n_mine, n_next); nil means no such generation;\n";
+    print  "  times are seconds since nginx was started\n";
+    my $total = 6;
+
+    step(1, $total, 'start nginx with 2 workers',
+         'master_start runs in the master (generation 1; n_prev nil: a fresh start), then each worker '
+       . 'runs worker_start and counts itself: n_mine 1, then 2.');
+    $PORT = start_nginx();
+    header();
+    follow('generation 1 to start', sub { evs(event => 'master_start', id => 1) && evs(event => 'worker_start', gen => 1) >= $WORKERS });
+    show_status();
+
+    step(2, $total, 'a request: GET /',
+         'A worker serves it; the handler finds itself in status(), the module\'s view of the node. '
+       . 'Requests run no callback: notice that the timeline stays quiet.');
+    my ($code, $body) = $n->get('/', port => $PORT);
+    $body =~ s/\s+\z//;
+    print "\n  GET http://127.0.0.1:$PORT/        -> $code  $body\n";
+    my (undef, $err, $json) = fetch_status();
+    $json //= $err;
+    $json =~ s/\s+\z//;
+    my $get = "  GET http://127.0.0.1:$PORT/status  -> ";
+    print $get, wrap($json, length $get, ','), "\n";
+    follow('nothing', sub { 1 });
+    show_status();
+
+    step(3, $total, "reload: kill -HUP $MASTER",
+         'Generation 2 starts beside generation 1 (its master_start sees n_prev=2: the old workers still run). '
+       . 'Then the old workers exit with a number in n_next (a reload, not a stop); the last one runs master_exit 1.');
+    header();
+    $n->signal('HUP');
+    follow('generation 2 to start and generation 1 to exit', sub {
+        evs(event => 'master_start', id => 2) && evs(event => 'worker_start', gen => 2) >= $WORKERS
+            && evs(event => 'master_exit', id => 1) });
+    show_status();
+
+    my ($victim) = grep { $n->alive($_) } map { $_->{wpid} } evs(event => 'worker_start', gen => 2);
+    die "no live worker of generation 2 to kill\n" unless $victim;
+    step(4, $total, "kill -9 $victim (worker 2-$victim)",
+         'A killed worker runs no Lua, so no exit callback. nginx respawns its slot; the new worker\'s '
+       . "worker_start still counts the dead one (n_mine=3 with 2 workers; n_prev=0, not nil: older "
+       . 'generations existed), then the module drops it (the ERR line) and calls on_crash.');
+    header();
+    $n->kill_worker($victim, 'KILL');
+    follow("the respawn and the crash report for 2-$victim", sub {
+        (grep { $_->{wpid} != $victim } evs(event => 'worker_start', gen => 2)) >= $WORKERS
+            && evs(event => 'crash', id => "2-$victim")
+            && grep { $_->{kind} eq 'log' && $_->{msg} =~ /\b2-$victim\b/ } @ROWS });
+    show_status();
+
+    step(5, $total, "two reloads in a row: kill -HUP $MASTER; kill -HUP $MASTER",
+         'The master handles the second HUP right after the first: generation 4 starts about 0.1 s '
+       . 'after generation 3, while older workers may still be exiting. Notice that every exit of '
+       . 'generations 2 and 3 has a number in n_next (a reload, not a stop), and that each generation '
+       . 'ends with exactly one master_exit.');
+    header();
+    $n->signal('HUP');
+    follow('master_start 3', sub { evs(event => 'master_start', id => 3) }, settle => 0);
+    $n->signal('HUP');
+    follow('generations 3 and 4 to start and generations 2 and 3 to exit', sub {
+        evs(event => 'master_start', id => 4) && evs(event => 'worker_start', gen => 3) >= $WORKERS
+            && evs(event => 'worker_start', gen => 4) >= $WORKERS
+            && evs(event => 'master_exit', id => 2) && evs(event => 'master_exit', id => 3) });
+    show_status();
+
+    step(6, $total, "graceful stop: kill -QUIT $MASTER",
+         'Each worker of generation 4 exits with n_next=nil (no newer generation: the node is stopping); '
+       . 'the last one runs master_exit 4, also with n_next=nil. Then nginx is gone, and its shm with it.');
+    header();
+    $n->signal('QUIT');
+    follow('nginx to stop', sub { evs(event => 'master_exit', id => 4) && !$n->alive($MASTER) });
+    print "\n  nginx has exited (no status(): the shm went with the node)\n";
+
+    return verify();
+}
+
+# Does the timeline have every expected event?  Prints the checks; returns the failures.
+sub verify {
+    my @checks;
+    my $check = sub { push @checks, [ $_[0] ? 1 : 0, $_[1], $_[2] ] };
+
+    my @ms = evs(event => 'master_start');
+    $check->(join(',', map { $_->{id} } @ms) eq '1,2,3,4'
+             && ($ms[0]{n_prev} // '') eq 'nil' && !grep({ $_->{n_prev} !~ /^\d+$/ } @ms[1 .. $#ms]),
+             'master_start 1, 2, 3, 4 in order; n_prev nil only for generation 1',
+             'got ' . join(' ', map { "($_->{id}, $_->{n_prev})" } @ms));
+
+    my %ws = map { $_ => scalar evs(event => 'worker_start', gen => $_) } 1 .. 4;
+    $check->($ws{1} == $WORKERS && $ws{2} == $WORKERS + 1 && $ws{3} == $WORKERS && $ws{4} == $WORKERS,
+             "worker starts: $WORKERS in generations 1, 3 and 4, " . ($WORKERS + 1) . ' in generation 2 (the respawn)',
+             'got ' . join(', ', map { "gen $_: $ws{$_}" } 1 .. 4));
+
+    my ($respawn) = grep { $_->{n_mine} =~ /^\d+$/ && $_->{n_mine} > $WORKERS } evs(event => 'worker_start', gen => 2);
+    $check->($respawn && $respawn->{n_mine} == $WORKERS + 1,
+             'the respawned worker\'s start counts the dead one: n_mine=' . ($WORKERS + 1) . " > $WORKERS workers",
+             'no worker_start of generation 2 with n_mine > ' . $WORKERS);
+
+    my @crash_cb = evs(event => 'crash');
+    my ($dead) = map { $_->{id} } @crash_cb;
+    my @crash_log = grep { $_->{kind} eq 'log' && $_->{level} eq 'error' && defined $dead
+                           && $_->{msg} =~ /\Q$dead\E\b/ } @ROWS;
+    $check->(@crash_cb == 1 && @crash_log == 1 && $dead =~ /^2-\d+$/,
+             'the crash: one [worker-manager] ERR line and one on_crash, both naming ' . ($dead // 'the killed worker'),
+             sprintf('%d on_crash, %d ERR lines', scalar @crash_cb, scalar @crash_log));
+
+    my %me;
+    push @{ $me{ $_->{id} } }, $_ for evs(event => 'master_exit');
+    $check->((join(',', sort keys %me) eq '1,2,3,4') && !grep({ @{ $me{$_} } != 1 } keys %me),
+             'exactly one master_exit per generation (1, 2, 3, 4)',
+             'got ' . join(', ', map { "gen $_: " . scalar @{ $me{$_} } } sort keys %me));
+    $check->(!grep({ !$me{$_} || $me{$_}[0]{n_next} !~ /^\d+$/ } 1 .. 3),
+             'master_exit 1, 2, 3 have a number in n_next (reloads)',
+             'got ' . join(' ', map { $me{$_} ? "($_, $me{$_}[0]{n_next})" : "($_ missing)" } 1 .. 3));
+    $check->($me{4} && $me{4}[0]{n_next} eq 'nil',
+             'master_exit 4 has n_next nil (the stop)',
+             $me{4} ? "got n_next=$me{4}[0]{n_next}" : 'missing');
+
+    my @we = evs(event => 'worker_exit', gen => 4);
+    $check->(@we == $WORKERS && !grep({ $_->{n_next} ne 'nil' } @we),
+             "the $WORKERS worker exits of generation 4 have n_next nil",
+             'got ' . join(' ', map { "($_->{id}, n_next=$_->{n_next})" } @we));
+
+    my @bad = grep { $_->{kind} eq 'other' || ($_->{level} // '') =~ /^(?:error|crit|alert|emerg)$/
+                     && !($_->{kind} eq 'nginx' && $_->{msg} =~ /exited on signal 9/)
+                     && !(@crash_log && $_ == $crash_log[0]) } grep { $_->{kind} ne 'cb' } @ROWS;
+    $check->(!@bad, 'no other errors in the log', join(' | ', map { $_->{msg} } @bad));
+
+    $_->[2] =~ s/^got \z/got none/ for @checks;
+    my @failed = grep { !$_->[0] } @checks;
+    print "\n", ($CHECK ? 'check' : 'what the timeline showed'), ":\n";
+    for my $c (@checks) {
+        printf "  %-4s %s\n", $c->[0] ? 'ok' : 'FAIL', $c->[1];
+        printf "       %s\n", wrap($c->[2], 7) if !$c->[0] && length($c->[2] // '');
+    }
+    printf "\n%s\n", @failed ? scalar(@failed) . " of " . scalar(@checks) . " checks failed"
+                              : "all " . scalar(@checks) . " checks passed";
+    return scalar @failed;
+}
+
+# ------------------------------------------------------------------ serve
+
+sub serve {
+    $PORT = start_nginx($PORT);
+    my $base = "http://127.0.0.1:$PORT";
+    my $ng = "$NGINX -p $PREFIX/ -c $PREFIX/conf/nginx.conf";
+    print "resty.worker.manager: a node to play with\n\n";
+    printf "  nginx    %s (%s), master pid %d, %d workers\n", $NGINX, nginx_version(), $MASTER, $WORKERS;
+    print  "  conf     nginx/demo.conf -> $PREFIX/conf/nginx.conf\n";
+    print  "  log      $PREFIX/logs/error.log\n\n";
+    print  "  $base/          which worker answers\n";
+    print  "  $base/status    status() as JSON\n\n";
+    print  "  try, in another terminal:\n";
+    printf "    %-22s %s\n", @$_ for
+        ["curl $base/status", "the node's view"],
+        ["kill -HUP $MASTER", 'reload'],
+        ['kill -9 <worker pid>', "a crash (worker pids: ps --ppid $MASTER -o pid,cmd)"],
+        ["kill -QUIT $MASTER", 'graceful stop'],
+        ["kill -TERM $MASTER", 'fast stop (seen through the exit_worker_by_lua hook)'];
+    print  "  or through nginx (reload, quit or stop):\n";
+    print  "    $ng -s reload\n\n";
+    print  "  here: Enter prints status(); Ctrl-C (or end of input) stops nginx gracefully.\n";
+    header();
+
+    my $sel = IO::Select->new(\*STDIN);
+    my $stdin_open = 1;
+    my ($dirty, $quiet) = (0, time);
+    my $stopping = 0;
+    while (1) {
+        if (($interrupted || !$stdin_open) && !$stopping) {
+            print "\n  stopping nginx: kill -QUIT $MASTER\n";
+            $n->signal('QUIT') if $n->alive($MASTER);
+            $stopping = time;
+        }
+        if (pump()) { $dirty = 1; $quiet = time }
+        if (!$n->alive($MASTER)) {
+            sleep 0.1;
+            pump();
+            print "\n  nginx has exited\n";
+            return 0;
+        }
+        if ($stopping && time - $stopping > $TIMEOUT) {
+            print "\n  nginx did not stop within ${TIMEOUT}s: killing it\n";
+            return 1;
+        }
+        if ($dirty && !$stopping && time - $quiet > 1) {
+            show_status();
+            header();
+            $dirty = 0;
+        }
+        if ($stdin_open && !$stopping && $sel->can_read(0.1)) {
+            my $line = <STDIN>;
+            if (!defined $line) { $stdin_open = 0; next }
+            show_status();
+            header();
+        } elsif (!$stdin_open || $stopping) {
+            sleep 0.1;
+        }
+    }
+}
+
+END { print "\n(kept $PREFIX: WM_KEEP=2)\n" if $PREFIX && ($ENV{WM_KEEP} // '') eq '2' }
+
+exit serve() if $SERVE;
+my $failed = eval { tour() };
+unless (defined $failed) {
+    print "\n", $@ =~ s/^\n+//r;
+    verify();
+    exit 1;
+}
+exit($failed ? 1 : 0);
