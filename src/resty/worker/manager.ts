@@ -58,7 +58,12 @@ interface Worker {
     pid: number;
     id: string;
     exit: Callback | undefined;
+    /** Its exit began (graceful path or exit hook). */
     exited: boolean;
+    /** Its worker exit was counted and reported. */
+    reported: boolean;
+    /** Its exit is complete, master exit included where it was the last. */
+    done: boolean;
     /** Advances every heartbeat: which slot of each generation to look at. */
     turn: number;
 }
@@ -162,12 +167,14 @@ function finder_for(n: Node, w: Worker, exiting: boolean): liveness.Finder {
 
 /**
  * The exit of this worker: worker exit, then master exit if it was the last of
- * its generation. Runs once, from whichever path notices the exit first.
+ * its generation. Runs once, from whichever path notices the exit first. A
+ * fast stop (TERM) during a graceful exit abandons the timer that ran it; the
+ * exit hook then finishes what it left, without repeating any callback.
  */
 function leave(can_yield: boolean): void {
     const w = worker;
     const n = node;
-    if (w === undefined || n === undefined || w.exited) {
+    if (w === undefined || n === undefined || w.done || (w.exited && can_yield)) {
         return;
     }
     w.exited = true;
@@ -184,27 +191,35 @@ function leave(can_yield: boolean): void {
         }
     }
 
-    const finder = finder_for(n, w, true);
-    let hold = lock.acquire(dict, can_yield);
+    // In the exit hook, a timer of this very process that the fast stop
+    // abandoned may still hold the lock: it will never run again, so its hold
+    // is ours. (In a timer, another timer's hold is not.)
+    let hold = (can_yield ? undefined : lock.mine()) ?? lock.acquire(dict, can_yield);
     update_time();
-    // Siblings that died are dropped first, so that the last one really
-    // alive runs the master exit.
-    liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now());
-    const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
-    const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
-    if (!counted) {
-        log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
-        registry.clear_stalled(dict, w.gen, w.slot, w.pid);
+    if (!w.reported) {
+        const finder = finder_for(n, w, true);
+        // Siblings that died are dropped first, so that the last one really
+        // alive runs the master exit.
+        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now());
+        const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
+        const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
+        if (!counted) {
+            log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
+            registry.clear_stalled(dict, w.gen, w.slot, w.pid);
+        }
+        w.reported = true;
+        run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
+        hold = lock.renew(dict, hold, can_yield);
     }
-    run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
 
-    hold = lock.renew(dict, hold, can_yield);
     if (liveness.closable(dict, w.gen)) {
         registry.end_generation(dict, w.gen);
+        w.done = true;
         update_time();
         const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);
         run("master exit", n.master_exit, w.gen, m_prev, 0, m_next);
     }
+    w.done = true;
     lock.release(dict, hold);
 }
 
@@ -295,7 +310,9 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     }
     const dict = n.dict;
     const pid = worker_pid();
-    const w: Worker = { gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, turn: 0 };
+    const w: Worker = {
+        gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false, turn: 0,
+    };
     const lost = registry.arrive(dict, g, slot, pid, worker_count());
 
     let hold = lock.acquire(dict, false);

@@ -117,6 +117,11 @@ function held(): boolean {
     return current !== undefined;
 }
 
+/** This process's hold, if it has one. */
+function mine(): Hold | undefined {
+    return current;
+}
+
 /**
  * Makes sure the hold is still ours before more work is done under it, and
  * renews its expiry. A callback that ran past the expiry lost the lock: then
@@ -152,5 +157,5 @@ function release(dict: NgxSharedDict, hold: Hold): void {
     }
 }
 
-export { try_acquire, acquire, held, renew, release, EXPTIME, UNLOCKED };
+export { try_acquire, acquire, held, mine, renew, release, EXPTIME, UNLOCKED };
 export type { Hold };
