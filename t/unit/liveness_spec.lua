@@ -408,7 +408,7 @@ describe("liveness", function()
             registry.arrive(dict, g1, 1, 150, 2)
             local _, dead = registry.register(dict, g1, 1, 150, 2, env.now())
             assert.equal(102, dead)
-            registry.drop_replaced(dict, g1)
+            registry.replace_dead(dict, g1, 1, 102, 150)
             env.live_pids[150] = true
             liveness.settle(dict, finder(), suspects, env.now())
             assert.equal(2, registry.count(dict, 1))

@@ -200,7 +200,7 @@ function leave(can_yield: boolean): void {
         const finder = finder_for(n, w, true);
         // Siblings that died are dropped first, so that the last one really
         // alive runs the master exit.
-        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now());
+        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
         const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
         const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
         if (!counted) {
@@ -210,6 +210,10 @@ function leave(can_yield: boolean): void {
         w.reported = true;
         run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
         hold = lock.renew(dict, hold, can_yield);
+        // A sibling may have died while that callback ran (no respawn during
+        // a stop): drop it now, or nobody would close the generation.
+        update_time();
+        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
     }
 
     if (liveness.closable(dict, w.gen)) {
@@ -319,6 +323,12 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     update_time();
     registry.sweep(dict, now(), n.failed);
     const [mine, dead] = registry.register(dict, g, slot, pid, worker_count(), now());
+    if (dead !== undefined) {
+        // The start callback still counts it (`mine`), as the contract
+        // promises, but the shm drops it now: if this worker is killed in its
+        // callback too, the next respawn must not find two to drop.
+        registry.replace_dead(dict, g, slot, dead, pid);
+    }
     worker = w;
     const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
     run("worker start", start_cb, w.id, n_prev, mine, n_next);
@@ -326,16 +336,16 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     update_time();
     // A slow start callback must not make this worker look dead.
     registry.heartbeat(dict, g, slot, now());
-    if (dead !== undefined) {
-        // Counted in the start callback above, as the contract promises;
-        // dropped right after.
-        const left = registry.drop_replaced(dict, g);
-        const dead_id = g + "-" + dead;
-        log(ERR, "worker ", dead_id, " (pid ", dead, ", slot ", slot, ") crashed: nginx respawned its slot as ",
-            w.id, "; dropped from the counts, ", left, " left in generation ", g);
-        registry.record_crash(dict, dead_id, dead, slot, "respawned", now());
+    // Normally just the predecessor; more when a respawned worker was killed
+    // in its own start callback before it could report its predecessor.
+    for (const { dead: gone, by } of registry.take_replaced(dict, g, slot)) {
+        const gone_id = g + "-" + gone;
+        const left = registry.count(dict, g);
+        log(ERR, "worker ", gone_id, " (pid ", gone, ", slot ", slot, ") crashed: nginx respawned its slot as ",
+            g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);
+        registry.record_crash(dict, gone_id, gone, slot, "respawned", now());
         const [c_prev, c_next] = registry.neighbours(dict, g, now(), n.failed);
-        run("crash", n.on_crash, dead_id, c_prev, left, c_next);
+        run("crash", n.on_crash, gone_id, c_prev, left, c_next);
     }
     if (lost !== undefined) {
         // Killed while it waited for the lock: never counted, so nothing to

@@ -58,9 +58,14 @@ const CRASHES = PREFIX + "crashes";
 /** The last of them: "<worker id> <pid> <slot> <time> <cause>". */
 const LAST_CRASH = PREFIX + "last_crash";
 
+/** Pids replaced in this slot by a respawn, dropped but not yet reported ("pid pid ..."). */
+function replaced(g: number, s: number): string {
+    return PREFIX + "g" + g + ":replaced" + s;
+}
+
 /** Pid of a worker dropped for an overdue heartbeat while its process still ran. */
 function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, stalled };
+export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled };

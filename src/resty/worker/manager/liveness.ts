@@ -137,9 +137,10 @@ function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): voi
 /**
  * Under the lock: drops each suspect that is still counted and still looks
  * dead (logged at ERR, then the crash callback), closes generations whose
- * last worker died, and forgets rolled-back reloads.
+ * last worker died (but `own`: an exiting worker closes its own generation
+ * itself, as its last worker), and forgets rolled-back reloads.
  */
-function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: number): void {
+function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: number, own?: number): void {
     registry.sweep(dict, now, finder.grace);
     const newest = registry.newest(dict, now, finder.grace);
     for (const x of suspects) {
@@ -159,7 +160,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
     const [low, top] = registry.span(dict);
     for (const g of $range(low, top)) {
-        if ((g !== newest || finder.exiting) && closable(dict, g)) {
+        if (g !== own && (g !== newest || finder.exiting) && closable(dict, g)) {
             close(dict, finder, g, now);
         }
     }

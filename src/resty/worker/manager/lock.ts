@@ -24,7 +24,7 @@ const MAX_WAIT = EXPTIME + 5;
 const FIRST_STEP = 0.0002;
 /** Seconds of life a dead hold must have left for a takeover to delete it. */
 const TAKEOVER_MARGIN = 1;
-const MAX_STEP = 0.01;
+const MAX_STEP = 0.001;
 
 /** What a hold is: the token written as the key's value. UNLOCKED when we gave up waiting. */
 type Hold = string;

@@ -13,7 +13,7 @@
  */
 
 import * as keys from "./keys";
-import { read_number, write, add, remove } from "./store";
+import { read_number, read_string, write, add, remove } from "./store";
 import { log } from "./log";
 
 const NOTICE = ngx.NOTICE;
@@ -104,9 +104,35 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
     return $multi(mine, previous !== pid ? previous : undefined);
 }
 
-/** Uncounts the dead worker whose slot a respawned worker took over; the count left. */
-function drop_replaced(dict: NgxSharedDict, g: number): number {
-    return add(dict, keys.live(g), -1) ?? 0;
+/**
+ * Uncounts the dead worker `dead` whose slot `s` a respawned worker took over,
+ * and queues it to be reported once the respawned worker's start callback
+ * ran: queued, a report survives the respawned worker being killed in turn.
+ */
+function replace_dead(dict: NgxSharedDict, g: number, s: number, dead: number, by: number): void {
+    add(dict, keys.live(g), -1);
+    const entry = dead + ">" + by;
+    const queued = read_string(dict, keys.replaced(g, s));
+    write(dict, keys.replaced(g, s), queued !== undefined ? queued + " " + entry : entry);
+}
+
+/** A dead worker and the pid nginx respawned in its place. */
+interface Replaced {
+    dead: number;
+    by: number;
+}
+
+/** The replaced workers of slot `s` not reported yet, oldest first; the queue is emptied. */
+function take_replaced(dict: NgxSharedDict, g: number, s: number): Replaced[] {
+    const found: Replaced[] = [];
+    const queued = read_string(dict, keys.replaced(g, s));
+    if (queued !== undefined) {
+        for (const [dead, by] of string.gmatch(queued, "(%d+)>(%d+)")) {
+            found.push({ dead: tonumber(dead) ?? 0, by: tonumber(by) ?? 0 });
+        }
+        remove(dict, keys.replaced(g, s));
+    }
+    return found;
 }
 
 /**
@@ -214,6 +240,7 @@ function forget(dict: NgxSharedDict, g: number): void {
         remove(dict, keys.beat(g, s));
         remove(dict, keys.started(g, s));
         remove(dict, keys.stalled(g, s));
+        remove(dict, keys.replaced(g, s));
     }
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
@@ -340,7 +367,7 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 }
 
 export {
-    begin_generation, arrive, has_generation, count, starting, slots, occupant, register, drop_replaced,
+    begin_generation, arrive, has_generation, count, starting, slots, occupant, register, replace_dead, take_replaced,
     uncount, restore, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };
