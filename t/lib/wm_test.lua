@@ -14,6 +14,14 @@
 --   when  = function(id, n_prev, n_mine, n_next) -> bool
 --                   apply slow/raise only when it returns true
 --   tag   = string  appended as " tag=<tag>" to the WMCB line
+--   set   = key     (when active) set key in the wm_test shm to this pid
+--                   right after the WMCB line, before slow
+--   wait_for = key  (when active) block until key exists in the wm_test shm
+--                   (at most wait_max ms, default 15000), before slow; logs
+--                   "WMCB-WAITED <event> id=<id> key=<key> ok=<bool>"
+--   before = function(id, n_prev, n_mine, n_next)
+--                   (when active) run after set/wait_for, before slow
+-- set/wait_for/once/flag/wait_flag need `lua_shared_dict wm_test ...;` in http{}.
 
 local ffi = require "ffi"
 
@@ -90,6 +98,17 @@ function M.rec(event, opts)
         if opts.when then
             active = opts.when(id, n_prev, n_mine, n_next) and true or false
         end
+        if active and opts.set then
+            M.flag(opts.set)
+        end
+        if active and opts.wait_for then
+            local ok = M.wait_flag(opts.wait_for, opts.wait_max)
+            ngx.log(ngx.WARN, "WMCB-WAITED ", event, " id=", tostring(id),
+                    " key=", opts.wait_for, " ok=", tostring(ok))
+        end
+        if active and opts.before then
+            opts.before(id, n_prev, n_mine, n_next)
+        end
         if active and opts.slow then
             busy_sleep(opts.slow)
         end
@@ -99,6 +118,64 @@ function M.rec(event, opts)
             error(opts.raise)
         end
     end
+end
+
+-- The test's own shm (`lua_shared_dict wm_test ...;`), nil without it.
+local function test_dict()
+    return ngx.shared.wm_test
+end
+
+-- once(key): a `when` function true for the first call on the node only
+-- (across all processes; needs the wm_test shm).
+function M.once(key)
+    return function()
+        local d = test_dict()
+        return d ~= nil and d:add("once:" .. key, ngx.worker.pid()) and true or false
+    end
+end
+
+-- flag(key): set key in the wm_test shm (value: this pid).
+function M.flag(key)
+    local d = test_dict()
+    if d then d:set(key, ngx.worker.pid()) end
+end
+
+-- wait_flag(key [, max_ms]): block (no yield) until key exists in the wm_test
+-- shm; true when it does, false after max_ms (default 15000).
+function M.wait_flag(key, max_ms)
+    local d = test_dict()
+    if not d then return false end
+    ngx.update_time()
+    local deadline = ngx.now() + (max_ms or 15000) / 1000
+    while d:get(key) == nil do
+        ngx.update_time()
+        if ngx.now() >= deadline then return false end
+        ffi.C.poll(nil, 0, 5)
+    end
+    return true
+end
+
+-- wait_until(fn [, max_ms]): block (no yield) until fn() is true; false
+-- after max_ms (default 15000).
+function M.wait_until(fn, max_ms)
+    ngx.update_time()
+    local deadline = ngx.now() + (max_ms or 15000) / 1000
+    while not fn() do
+        ngx.update_time()
+        if ngx.now() >= deadline then return false end
+        ffi.C.poll(nil, 0, 5)
+    end
+    return true
+end
+
+pcall(ffi.cdef, "int kill(int pid, int sig);")
+
+-- pid_gone(pid): true when no process pid exists (kill(pid, 0) fails ESRCH;
+-- a zombie not yet reaped still exists).
+function M.pid_gone(pid)
+    pid = tonumber(pid)
+    if not pid then return false end
+    return ffi.C.kill(pid, 0) ~= 0 and ffi.errno() == 3
 end
 
 -- Convenience: the four standard recorders.
