@@ -1,0 +1,217 @@
+-- Lua side of the benchmark (t/bench/bench.pl): time stamps in the error log
+-- and a few measuring locations. Loaded through package.path, which the
+-- bench's init_by_lua extends with t/bench/ (workers inherit it).
+--
+--   rec(event)        a callback cb(id, n_prev, n_mine, n_next) that logs
+--                     "WMB <event> id=<id> pid=<pid> t=<wall clock, µs>"
+--   mark(event)       logs "WMB <event> pid=<pid> t=<...>" (hook entry/exit)
+--   info()            content handler: versions of nginx, ngx_lua, LuaJIT
+--   shm_report(name)  content handler: bytes and keys of the shm in use
+--   instrument(shm)   (init_by_lua, before the module loads) counts the shm
+--                     calls and times every heartbeat of the module
+--   beats()           content handler: this worker's beats since ?since=
+--   wrap_lock()       (init_by_lua) times every lock.acquire; mark("iw_done")
+--                     logs this worker's total as lockwait=
+
+local ffi = require "ffi"
+
+local M = {}
+
+-- Own type names, and only clock_gettime (wm_test.lua declares gettimeofday
+-- with its own struct; a second declaration would clash).
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } wm_bench_timespec_t;")
+pcall(ffi.cdef, "int clock_gettime(int clk_id, wm_bench_timespec_t *tp);")
+
+local ts = ffi.new("wm_bench_timespec_t")
+local CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
+
+-- wall clock (CLOCK_REALTIME), microseconds (comparable with Time::HiRes::time in the bench)
+local function hires()
+    ffi.C.clock_gettime(CLOCK_REALTIME, ts)
+    return string.format("%d.%06d", tonumber(ts.tv_sec), math.floor(tonumber(ts.tv_nsec) / 1000))
+end
+M.hires = hires
+
+local function mono()
+    ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- Seconds this process spent in lock.acquire since the last reset (see wrap_lock).
+local waits
+
+function M.mark(event)
+    if event == "iw_enter" then
+        waits = waits and {}    -- forget the master's acquire, inherited through fork
+    end
+    local extra = ""
+    if event == "iw_done" and waits then
+        local sum, n = 0, 0
+        for _, w in ipairs(waits) do sum, n = sum + w, n + 1 end
+        extra = string.format(" lockwait=%.6f acquires=%d", sum, n)
+    end
+    ngx.log(ngx.WARN, "WMB ", event, " pid=", ngx.worker.pid(), " t=", hires(), extra)
+end
+
+-- Times every lock.acquire of the module (manager.lua calls it through the
+-- module table, so replacing the field is enough). The time is kept in the
+-- process and logged by mark("iw_done"), after the lock is released, so the
+-- measuring adds nothing to the time the lock is held. Returns false when the
+-- module has no such function (the bench then reports no lock wait).
+function M.wrap_lock()
+    local ok, lock = pcall(require, "resty.worker.manager.lock")
+    if not ok or type(lock) ~= "table" or type(lock.acquire) ~= "function" then
+        return false
+    end
+    local acquire = lock.acquire
+    waits = {}
+    lock.acquire = function(...)
+        local t0 = mono()
+        local hold = acquire(...)
+        waits[#waits + 1] = mono() - t0
+        return hold
+    end
+    return true
+end
+
+function M.rec(event)
+    return function(id)
+        ngx.log(ngx.WARN, "WMB ", event, " id=", tostring(id), " pid=", ngx.worker.pid(), " t=", hires())
+    end
+end
+
+function M.info()
+    local v = ngx.config.ngx_lua_version or 0
+    ngx.say("ngx_lua=", string.format("%d.%d.%d", math.floor(v / 1000000), math.floor(v / 1000) % 1000, v % 1000))
+    ngx.say("nginx_num=", tostring(ngx.config.nginx_version))
+    ngx.say("luajit=", jit and jit.version or "none")
+    local ok, base = pcall(require, "resty.core.base")
+    ngx.say("resty_core=", ok and tostring(base.version) or "none")
+    local okm, wm = pcall(require, "resty.worker.manager")
+    ngx.say("module=", okm and tostring(wm._VERSION) or "none")
+end
+
+local PREFIX = "lua-resty-worker-manager:"
+
+-- What one entry costs the slab allocator in lua-nginx-module's shdict:
+-- rbtree node up to `color` (32) + ngx_http_lua_shdict_node_t up to `data`
+-- (36) + key + value, rounded up to a power of two (slab sizes).
+local function slab_size(key, value)
+    local vlen
+    local t = type(value)
+    if t == "number" then vlen = 8
+    elseif t == "boolean" then vlen = 1
+    elseif t == "string" then vlen = #value
+    else vlen = 0 end
+    local n = 68 + #key + vlen
+    local s = 8
+    while s < n do s = s * 2 end
+    return s
+end
+
+function M.shm_report(name)
+    local d = ngx.shared[name]
+    local cap, free = d:capacity(), d:free_space()
+    local keys = d:get_keys(0)
+    local n_mod, payload, slab = 0, 0, 0
+    local names = {}
+    for _, k in ipairs(keys) do
+        if k:sub(1, #PREFIX) == PREFIX then
+            local v = d:get(k)
+            if v ~= nil then
+                n_mod = n_mod + 1
+                slab = slab + slab_size(k, v)
+                payload = payload + #k + (type(v) == "string" and #v or 8)
+                names[#names + 1] = (k:sub(#PREFIX + 1):gsub("%d+", "N"))
+            end
+        end
+    end
+    table.sort(names)
+    ngx.say("capacity=", cap, " free=", free, " used=", cap - free, " keys=", #keys,
+            " module_keys=", n_mod, " slab_bytes=", slab, " payload_bytes=", payload)
+    -- key shapes, for the report: "gN:beatN x2, ..."
+    local shape, counts = {}, {}
+    for _, s in ipairs(names) do
+        if not counts[s] then shape[#shape + 1] = s end
+        counts[s] = (counts[s] or 0) + 1
+    end
+    local parts = {}
+    for _, s in ipairs(shape) do parts[#parts + 1] = s .. "x" .. counts[s] end
+    ngx.say("shapes=", table.concat(parts, ","))
+end
+
+-- Heartbeat instrumentation (row 6). Called in init_by_lua before
+-- resty.worker.manager is loaded, it (1) puts a proxy in front of the shm
+-- dict that counts every method call, and (2) wraps ngx.timer.at so that
+-- every timer callback the module schedules (its heartbeat) is timed. The
+-- module captures both when it loads, so the real beats are measured, with
+-- whatever they do in the current src/ (timer re-arm included, and timed
+-- on its own too).
+local RING = 20000
+local ring_t, ring_us, ring_ops, ring_rearm, ring_n = {}, {}, {}, {}, 0
+local ops, rearm = 0, 0
+
+function M.instrument(shm)
+    local real = ngx.shared[shm]
+    local proxy = setmetatable({}, { __index = function(t, method)
+        local f = real[method]
+        if type(f) ~= "function" then return f end
+        local w = function(_, ...)
+            ops = ops + 1
+            return f(real, ...)
+        end
+        rawset(t, method, w)
+        return w
+    end })
+    ngx.shared[shm] = proxy
+    local at = ngx.timer.at
+    local function timed(cb)
+        return function(premature, ...)
+            if premature then
+                return cb(premature, ...)
+            end
+            rearm = 0
+            local o0, t0 = ops, mono()
+            cb(premature, ...)
+            local dt = mono() - t0
+            ring_n = ring_n + 1
+            local i = (ring_n - 1) % RING + 1
+            ngx.update_time()
+            ring_t[i], ring_us[i], ring_ops[i], ring_rearm[i] = ngx.now(), dt * 1e6, ops - o0, rearm * 1e6
+        end
+    end
+    ngx.timer.at = function(delay, cb, ...)  -- luacheck: ignore 122 (on purpose: see above)
+        local t0 = mono()
+        local ok, err = at(delay, timed(cb), ...)
+        rearm = rearm + (mono() - t0)
+        return ok, err
+    end
+end
+
+-- Content handler: the beats of this worker since ?since= (wall clock).
+function M.beats()
+    local since = tonumber(ngx.var.arg_since) or 0
+    local us, opsl, re = {}, {}, {}
+    for i = 1, math.min(ring_n, RING) do
+        if ring_t[i] >= since then
+            us[#us + 1] = ring_us[i]
+            opsl[#opsl + 1] = ring_ops[i]
+            re[#re + 1] = ring_rearm[i]
+        end
+    end
+    table.sort(us)
+    table.sort(opsl)
+    table.sort(re)
+    local n = #us
+    if n == 0 then
+        ngx.say("n=0 pid=", ngx.worker.pid())
+        return
+    end
+    local function med(a)
+        return #a % 2 == 1 and a[(#a + 1) / 2] or (a[#a / 2] + a[#a / 2 + 1]) / 2
+    end
+    ngx.say(string.format("n=%d pid=%d us_median=%.3f us_max=%.3f us_min=%.3f ops_median=%g ops_min=%g ops_max=%g"
+        .. " rearm_median=%.3f", n, ngx.worker.pid(), med(us), us[n], us[1], med(opsl), opsl[1], opsl[#opsl], med(re)))
+end
+
+return M
