@@ -81,7 +81,7 @@ test-unit: build
 test-nginx: build
 	prove -I t/lib -r t
 
-test: deps lint test-unit test-nginx
+test: deps lint test-unit test-nginx bench-smoke
 
 demo: deps build
 	@perl -I t/lib nginx/demo.pl
