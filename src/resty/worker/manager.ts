@@ -9,10 +9,11 @@
 import * as registry from "./manager/registry";
 import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
-import { run, type Callback } from "./manager/callbacks";
+import { run } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { process_type, testing_config } from "./manager/host";
-import { status as read_status, type Status } from "./manager/status";
+import { status as read_status } from "./manager/status";
+import type { Callback, Options, Status } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -32,12 +33,6 @@ const DEFAULT_FAILED = 5;
 /** Step of the wait that tells a reload from a stop (timer context only). */
 const UNDECIDED_STEP = 0.05;
 
-interface Options {
-    shm: string;
-    interval?: number;
-    failed?: number;
-    on_crash?: Callback;
-}
 
 /** What init_by_lua set up; inherited by every worker through fork. */
 interface Node {

@@ -4,12 +4,11 @@
  */
 
 import { log } from "./log";
+import type { Callback } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const traceback = debug.traceback;
 
-type Callback = (this: void, id: number | string, n_prev: number | undefined, n_mine: number,
-                 n_next: number | undefined) => void;
 
 function on_error(err: unknown): string {
     return traceback(tostring(err), 2);
@@ -27,4 +26,4 @@ function run(name: string, cb: Callback | undefined, id: number | string, n_prev
 }
 
 export { run };
-export type { Callback };
+

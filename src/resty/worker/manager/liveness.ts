@@ -7,7 +7,8 @@
 
 import * as registry from "./registry";
 import { pid_alive } from "./host";
-import { run, type Callback } from "./callbacks";
+import { run } from "./callbacks";
+import type { Callback } from "resty.worker.manager";
 import { log } from "./log";
 
 const ERR = ngx.ERR;

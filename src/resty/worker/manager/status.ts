@@ -8,6 +8,8 @@ import * as keys from "./keys";
 import * as lock from "./lock";
 import { read_number, read_string } from "./store";
 import { alive } from "./liveness";
+// The shapes are declared once, in the module's published declarations.
+import type { Status, GenerationStatus, WorkerStatus, CrashStatus } from "resty.worker.manager";
 
 const get_phase = ngx.get_phase;
 const now = ngx.now;
@@ -17,51 +19,6 @@ const update_time = ngx.update_time;
 const BLOCKING_WAIT = 0.05;
 /** How long it waits where it can yield. */
 const YIELDING_WAIT = 5;
-
-interface WorkerStatus {
-    /** "<generation>-<pid>" */
-    id: string;
-    pid: number;
-    /** ngx.worker.id() of that worker. */
-    slot: number;
-    /** When its worker start ran (ngx.now()). */
-    started: number | undefined;
-    /** Its last heartbeat. */
-    heartbeat: number | undefined;
-}
-
-interface GenerationStatus {
-    /** The generation's number (master_id). */
-    id: number;
-    /** When its master start ran. */
-    started: number | undefined;
-    /** Workers counted now, by slot order. */
-    workers: WorkerStatus[];
-    /** Workers that reached init_worker and wait to be counted. */
-    starting: number;
-    /** Pids dropped for a late heartbeat whose process still ran then. */
-    stalled: number[];
-}
-
-interface CrashStatus {
-    id: string;
-    pid: number;
-    slot: number;
-    at: number;
-    cause: string;
-}
-
-interface Status {
-    /** The newest generation (the configuration now loaded); nil before any. */
-    generation: number | undefined;
-    /** Generations with records, oldest first. */
-    generations: GenerationStatus[];
-    /** Workers found dead since the node started. */
-    crashes: number;
-    last_crash: CrashStatus | undefined;
-    /** False when the lock could not be had in time and the view may be torn. */
-    consistent: boolean;
-}
 
 const YIELDABLE: { [phase: string]: boolean | undefined } = {
     rewrite: true, server_rewrite: true, access: true, content: true, timer: true,
@@ -134,4 +91,3 @@ function status(dict: NgxSharedDict, grace: number): Status {
 }
 
 export { status };
-export type { Status, GenerationStatus, WorkerStatus, CrashStatus };
