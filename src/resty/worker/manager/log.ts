@@ -5,7 +5,8 @@ const ngx_log = ngx.log;
 const PREFIX = "[worker-manager] ";
 
 function log(level: NgxLogLevel, ...args: unknown[]): void {
-    ngx_log(level, PREFIX, ...args);
+    // A tail call: ngx.log then names the module function that logged, not this one.
+    return ngx_log(level, PREFIX, ...args);
 }
 
 export { log };
