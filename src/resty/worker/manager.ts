@@ -30,6 +30,9 @@ const shared = ngx.shared;
 
 const DEFAULT_INTERVAL = 10;
 const DEFAULT_FAILED = 5;
+/** Bounds of interval and failed (a year at most: failed is also how long a stop may wait). */
+const MIN_SECONDS = 0.001;
+const MAX_SECONDS = 31536000;
 /** Step of the wait that tells a reload from a stop (timer context only). */
 const UNDECIDED_STEP = 0.05;
 
@@ -81,13 +84,28 @@ function check_callback(name: string, cb: unknown): Callback | undefined {
     return cb as Callback | undefined;
 }
 
+/** How a bad value reads in an error: type, then the value where it says something. */
+function describe(value: unknown): string {
+    if (typeof value === "string") {
+        return "string " + string.format("%q", value);
+    }
+    if (typeof value === "number" || typeof value === "boolean") {
+        return type(value) + " " + tostring(value);
+    }
+    return type(value);
+}
+
 function check_seconds(name: string, value: unknown, fallback: number): number {
     if (value === undefined) {
         return fallback;
     }
-    // value ~= value catches NaN; math.huge would disable the heartbeat.
-    if (typeof value !== "number" || value !== value || value <= 0 || value === math.huge) {
-        error(name + " must be a positive number of seconds, got " + type(value) + " " + tostring(value), 4);
+    // ngx.timer.at counts whole milliseconds in an unsigned 64-bit number:
+    // under half a millisecond rounds to 0 and a huge delay wraps around,
+    // and either way the heartbeat would fire at once, forever. NaN fails
+    // both comparisons.
+    if (typeof value !== "number" || !(value >= MIN_SECONDS && value <= MAX_SECONDS)) {
+        error(name + " must be a number of seconds from " + MIN_SECONDS + " to " + MAX_SECONDS + ", got "
+              + describe(value), 4);
     }
     return value;
 }
@@ -295,7 +313,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     const exit_cb = check_callback("worker_exit callback", worker_exit);
     const n = node;
     if (n === undefined) {
-        error("on_init_worker_by_lua needs on_init_by_lua to be called first, from init_by_lua*", 2);
+        error("on_init_worker_by_lua needs a successful on_init_by_lua in init_by_lua* first", 2);
     }
     worker_hooked = true;
     const g = n.gen;
