@@ -81,7 +81,7 @@ test-unit: build
 test-nginx: build
 	prove -I t/lib -r t
 
-test: deps lint test-unit test-nginx bench-smoke
+test: deps lint test-unit test-nginx bench-smoke soak-quick
 
 demo: deps build
 	@perl -I t/lib nginx/demo.pl
@@ -109,6 +109,21 @@ bench: apt build
 bench-smoke: apt build
 	@$(BENCH_WRK)
 	perl t/bench/bench.pl --smoke
+
+# The soak (issue 6): random reloads, kill -9 of workers, failed reloads,
+# stops (QUIT, TERM) and restarts on real nginx nodes for DURATION seconds,
+# the invariant checker on every node lifetime; one summary table, exit 1 on
+# any violation.  SOAK_SEED=<n> fixes the random decisions (printed first).
+# soak-quick runs it for 30 s and is part of `make test`.
+DURATION ?= 600
+
+.PHONY: soak soak-quick
+
+soak: apt build
+	perl t/soak/soak.pl --duration $(DURATION)
+
+soak-quick: apt build
+	perl t/soak/soak.pl --duration 30
 
 # No build here: a release tarball ships lib/ compiled and has no node.
 install:

@@ -5,6 +5,7 @@ use strict;
 use warnings;
 use Test::More;
 use WorkerManager::Nginx;
+use WorkerManager::Check;
 
 my $n = WorkerManager::Nginx->new(
     module            => 0,
@@ -64,6 +65,10 @@ ok($n->wait_exit, 'QUIT stops nginx');
 ok($n->wait_until(sub { !$n->alive($master) }, desc => 'master gone', soft => 1), 'master gone');
 is_deeply([$n->errors(allow => [qr/exited on signal 9/])], [], 'no errors logged')
     or diag $n->dump_log;
+# the invariant checker on a log without the module: no callbacks, and the
+# reload, the kill and the stop alone fault nothing
+is(scalar $n->callbacks, 0, 'no callbacks without the module');
+checker_ok($n, label => 'no module', min => 0);
 
 # cleanup kills a node that is left running
 my $n3 = WorkerManager::Nginx->new(module => 0, workers => 1);

@@ -140,6 +140,8 @@ cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], 'one master_exit'),
       'master_exit(1, nil, 0, nil)');
 lifecycle_ok($n);
 model_ok($n);
+lock_ok($n);
+invariants_ok($n);
 no_errors_ok($n);
 
 # a bad call without pcall in init_by_lua makes nginx refuse to start, with the message

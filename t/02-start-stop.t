@@ -56,6 +56,7 @@ for my $round (1, 2) {
     lifecycle_ok($n, since => $start_mark, name => "[$round] lifecycle invariants");
     model_ok($n, "[$round] counts match the contract", since => $start_mark);
     lock_ok($n, since => $start_mark, name => "[$round] callbacks never overlap");
+    invariants_ok($n, since => $start_mark, name => "[$round] run invariants hold");
 }
 
 no_errors_ok($n);

@@ -74,5 +74,6 @@ is(scalar select_cbs(\@all, event => 'master_exit'), 2, 'two master_exit in all 
 lifecycle_ok($n);
 model_ok($n);
 lock_ok($n);
+invariants_ok($n);
 no_errors_ok($n);
 done_testing;

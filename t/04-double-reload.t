@@ -72,6 +72,7 @@ for my $variant ([ 'two hooks', {} ], [ 'exit hook', { exit_hook => 1 } ], [ 'ol
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts (n_prev counts ALL older generations) match the contract");
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors");
 }
 done_testing;

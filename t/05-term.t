@@ -36,6 +36,7 @@ my @allowed;    # no error-level entries are expected at all
     lifecycle_ok($n, name => '[hook] lifecycle invariants');
     model_ok($n, '[hook] counts match the contract');
     lock_ok($n, name => '[hook] callbacks never overlap');
+    invariants_ok($n, name => '[hook] run invariants hold');
     no_errors_ok($n, '[hook] no errors', @allowed);
 }
 
@@ -63,6 +64,8 @@ my @allowed;    # no error-level entries are expected at all
     cb_is($me, [2, 0, 0, 'nil'], '[hook+HUP] master_exit(2, 0, 0, nil)');
     lifecycle_ok($n, name => '[hook+HUP] lifecycle invariants');
     model_ok($n, '[hook+HUP] counts match the contract');
+    lock_ok($n, name => '[hook+HUP] callbacks never overlap');
+    invariants_ok($n, name => '[hook+HUP] run invariants hold');
     no_errors_ok($n, '[hook+HUP] no errors', @allowed);
 }
 
@@ -81,10 +84,15 @@ my @allowed;    # no error-level entries are expected at all
     is(scalar(grep { $_->{text} =~ /lua|worker\.manager/i } $n->errors(since => $mark)), 0,
        '[no hook] no Lua error logged on TERM');
     lifecycle_ok($n, name => '[no hook] lifecycle invariants');
+    # no exit is tracked on this TERM: not complete (gen 1 gets no master exit)
+    model_ok($n, '[no hook] counts match the contract (exact replay)', exact => 1, complete => 0);
+    lock_ok($n, name => '[no hook] callbacks never overlap');
+    invariants_ok($n, name => '[no hook] run invariants hold (gen 1 ended untracked: no master exit due)');
     no_errors_ok($n, '[no hook] no errors', @allowed);
 
     # a restart after a TERM without the hook begins again at generation 1
     $mark = $n->mark;
+    my $restart = $mark;
     $n->start;
     my ($ms) = $n->callbacks(since => $mark, event => 'master_start');
     cb_is($ms, [1, 'nil', 0, 'nil'], '[no hook] restart: master_start(1, nil, 0, nil)');
@@ -96,6 +104,7 @@ my @allowed;    # no error-level entries are expected at all
     my @me = $n->callbacks(since => $mark, event => 'master_exit');
     cb_is(exactly_one(\@me, '[no hook] restart: one master_exit'), [1, 'nil', 0, 'nil'],
           '[no hook] restart: master_exit(1, nil, 0, nil)');
+    checker_ok($n, label => 'no hook, restart', since => $restart);
 }
 
 done_testing;

@@ -10,6 +10,16 @@ use WorkerManager::Check;
 
 my @allow = (qr/exited on signal 9/);
 
+# the rest of the invariant checker (lifecycle_ok and the crash-aware model
+# run in each block): the exact replay of the module's reports, the lock and
+# the run invariants
+sub more_checks {
+    my ($n, $label, %o) = @_;
+    model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, complete => 1);
+    lock_ok($n, name => "[$label] callbacks never overlap") unless $o{no_lock};
+    invariants_ok($n, name => "[$label] run invariants hold");
+}
+
 # Kill the worker in slot $slot; return (dead callback, respawned callback).
 sub kill_and_respawn {
     my ($n, $label, $slot, $gen) = @_;
@@ -56,6 +66,7 @@ sub kill_and_respawn {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (crash-aware model)");
     lock_ok($n, name => "[$label] callbacks never overlap");
+    more_checks($n, $label, no_lock => 1);
     no_errors_ok($n, "[$label] no errors but the crash and the module's report of it",
                  @allow, qr/\b1-$victim->{pid}\b/);
 }
@@ -88,6 +99,7 @@ sub kill_and_respawn {
     cb_is($me, [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (crash-aware model)");
+    more_checks($n, $label);
     no_errors_ok($n, "[$label] no errors but the crash report", @allow, qr/\b1-$victim->{pid}\b/);
 }
 
@@ -109,6 +121,7 @@ sub kill_and_respawn {
     cb_is($me, [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (crash-aware model)");
+    more_checks($n, $label);
     no_errors_ok($n, "[$label] no errors but the crash report", @allow, qr/\b1-$victim->{pid}\b/);
 }
 
@@ -152,6 +165,7 @@ sub kill_and_respawn {
           [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil): the dead gen-1 worker no longer counted");
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (crash-aware model)");
+    more_checks($n, $label);
     no_errors_ok($n, "[$label] no errors but the crash report", @allow, qr/\b\Q$wid\E\b/);
 }
 
@@ -191,6 +205,7 @@ sub kill_and_respawn {
           [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
     lifecycle_ok($n, name => "[$label] lifecycle invariants", allow_crash_exit => 1);
     model_ok($n, "[$label] counts match the contract (crash-aware model)");
+    more_checks($n, $label);
     no_errors_ok($n, "[$label] no errors but the crash report", @allow, qr/\b\Q$wid\E\b/);
 }
 
@@ -213,6 +228,7 @@ sub kill_and_respawn {
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit"),
           [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
+    more_checks($n, $label);
     # with failed = 1 the module may report the busy worker as crashed (that is what
     # `failed` means); note it, but nothing else may be logged
     note "[$label] module's view of the busy worker: $_->{text}" for $n->grep_log(qr/no heartbeat/);

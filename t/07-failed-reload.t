@@ -61,6 +61,7 @@ sub failed_reload {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (gen 2 is a phantom)", phantom => [2]);
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the bind failure", @allow);
 }
 
@@ -111,6 +112,7 @@ sub failed_reload {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (gen 2 is a phantom)", phantom => [2]);
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the bind failure", @allow);
 }
 

@@ -93,5 +93,6 @@ is(join(',', map { $_->{id} } select_cbs(\@all, event => 'master_start')), '1,2,
 lifecycle_ok($n);
 model_ok($n);
 lock_ok($n);
+invariants_ok($n);
 no_errors_ok($n);
 done_testing;

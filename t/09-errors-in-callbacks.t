@@ -59,6 +59,7 @@ sub err_logged {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts stay right");
     lock_ok($n, name => "[$label] lock released after raising callbacks");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
 }
 
@@ -93,6 +94,7 @@ sub err_logged {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts stay right");
     lock_ok($n, name => "[$label] lock released after raising callbacks");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
 }
 

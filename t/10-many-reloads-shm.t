@@ -70,5 +70,6 @@ cb_is(exactly_one([ $n->callbacks(since => $mark, event => 'master_exit') ], 'on
 lifecycle_ok($n);
 model_ok($n);
 lock_ok($n);
+invariants_ok($n);
 no_errors_ok($n);
 done_testing;

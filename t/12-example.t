@@ -3,6 +3,7 @@ use strict;
 use warnings;
 use Test::More;
 use WorkerManager::Nginx;
+use WorkerManager::Check;
 
 my $file = "$WorkerManager::Nginx::REPO/nginx/example.conf";
 open my $fh, '<', $file or die "$file: $!";
@@ -13,6 +14,13 @@ my $n = WorkerManager::Nginx->new(raw_conf => '');
 my $port = $n->port;
 like($text, qr/listen 127\.0\.0\.1:8080;/, 'example listens on 8080');
 $text =~ s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$port;/;
+# for the invariant checker: every callback of the example is wrapped in a
+# recorder (t/lib/wm_test.lua's instrument()) that logs the WMCB lines; the
+# example's own lines are unchanged
+my $repo = $WorkerManager::Nginx::REPO;
+ok($text =~ s{lua_package_path "\$prefix/lib/\?\.lua;;";}{lua_package_path "\$prefix/lib/?.lua;$repo/t/lib/?.lua;;";}
+   && $text =~ s/(init_by_lua_block \{\n)/$1        require("wm_test").instrument()\n/,
+   'the example is instrumented for the checker');
 $n->write_conf(raw_conf => $text);
 symlink "$WorkerManager::Nginx::REPO/lib", $n->prefix . '/lib' or die "symlink: $!";
 
@@ -46,4 +54,8 @@ ok($n->wait_exit, 'stopped');
 is(scalar $n->grep_log(qr/example: worker exit: 2-\d+, \d left .*, stop/, since => $mark), 2, 'stop: both workers report a stop');
 is(scalar $n->grep_log(qr/example: master exit: generation 2 \(stop\)/, since => $mark), 1, 'stop: one master exit');
 is_deeply([ map { $_->{line} } $n->errors ], [], 'no errors');
+# the example's own settings (interval 10, failed 5, the exit hook)
+$n->{opts} = '{ shm = "worker_manager", interval = 10, failed = 5 }';
+is(scalar $n->callbacks, 12, 'the recorders saw the 12 callbacks (2 master starts, 4 worker starts, 4 worker exits, 2 master exits)');
+checker_ok($n, label => 'example', complete => 1);
 done_testing;

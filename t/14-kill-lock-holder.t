@@ -21,6 +21,7 @@ sub end_ok {
              exact => 1, on_crash => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap (the killed holder's hold ends with its death)",
             killed => $o{killed} // 1);
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the kill and the module's report of it",
                  qr/exited on signal 9/, @{ $o{allow} // [] });
 }

@@ -19,6 +19,7 @@ sub end_ok {
     model_ok($n, "[$label] counts match the contract (exact replay of the module's drops)",
              exact => 1, on_crash => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the kills and the module's reports of them",
                  qr/exited on signal 9/, @allow);
 }

@@ -21,6 +21,7 @@ sub end_ok {
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
     model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors", @allow);
 }
 

@@ -26,6 +26,7 @@ sub end_ok {
     model_ok($n, "[$label] counts match the contract (exact replay of drops, stalls and recounts)",
              exact => 1, on_crash => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap");
+    invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the module's reports", @allow);
 }
 

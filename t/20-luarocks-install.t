@@ -48,5 +48,7 @@ cb_is(exactly_one([select_cbs(\@c, event => 'master_exit', gen => 2)], 'master e
 is(scalar select_cbs(\@c, event => 'worker_start'), 4, 'four worker starts');
 lifecycle_ok($n);
 model_ok($n);
+lock_ok($n);
+invariants_ok($n);
 no_errors_ok($n);
 done_testing;

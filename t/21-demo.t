@@ -7,14 +7,19 @@ use warnings;
 use Test::More;
 use POSIX ();
 use Time::HiRes qw(time);
+use File::Temp qw(tempdir);
 use WorkerManager::Nginx;
+use WorkerManager::Check;
 
 my $repo = $WorkerManager::Nginx::REPO;
 plan skip_all => "lib/ is not built" unless -f "$repo/lib/resty/worker/manager.lua";
 
+# the driver copies the demo node's error.log here when it cleans up, for the checker
+my $logs = tempdir('wm-21-logs-XXXXXX', DIR => $ENV{TMPDIR} && -d $ENV{TMPDIR} ? $ENV{TMPDIR} : '/tmp', CLEANUP => 1);
 my $t0 = time;
 my $pid = open(my $fh, '-|') // die "fork: $!";
 if (!$pid) {
+    $ENV{WM_SAVE_LOGS} = $logs;
     open STDERR, '>&', \*STDOUT;
     open STDIN, '<', '/dev/null';
     exec $^X, '-I', "$repo/t/lib", "$repo/nginx/demo.pl", '--check' or POSIX::_exit(127);
@@ -44,5 +49,18 @@ if ($prefix) {
                glob '/proc/[0-9]*/cmdline';
     is(scalar @left, 0, 'no nginx of the demo left running') or diag join "\n", @left;
     ok(!-e $prefix, 'its temporary prefix is removed');
+}
+
+# the invariant checker on the demo's own log (demo.conf logs every callback
+# as "demo: <event> id=.. n_prev=.. n_mine=.. n_next=.." at NOTICE; it has no
+# ENTER/LEAVE lines, so the lock is not checked here)
+my @saved = glob "$logs/*.error.log";
+is(scalar @saved, 1, 'the demo node\'s error.log was saved for the checker');
+if (@saved) {
+    my $log = WorkerManager::Nginx->from_log($saved[0], cb_format => 'demo', workers => 2, exit_hook => 1,
+                                             opts => '{ shm = "worker_manager", interval = 1, failed = 2, on_crash = cb }');
+    my @c = $log->callbacks;
+    cmp_ok(scalar @c, '>=', 20, 'the demo log holds its callbacks (' . scalar(@c) . ')');
+    checker_ok($log, label => 'demo', lock => 0, on_crash => 1, complete => 1);
 }
 done_testing;

@@ -189,6 +189,46 @@ function M.all(opts)
     }
 end
 
+-- wrap(event, cb): a recorder (rec) that calls cb(id, n_prev, n_mine, n_next)
+-- between its WMCB and LEAVE lines; cb's error is re-raised after LEAVE.
+function M.wrap(event, cb)
+    if cb == nil then return M.rec(event) end
+    local err
+    local r = M.rec(event, { before = function(...)
+        local ok, e = pcall(cb, ...)
+        if not ok then err = e end
+    end })
+    return function(...)
+        err = nil
+        r(...)
+        if err ~= nil then error(err, 0) end
+    end
+end
+
+-- instrument(): from then on (call it in init_by_lua* before the module's
+-- on_*_by_lua calls), every callback given to resty.worker.manager is
+-- wrapped in a recorder, so a conf written for people (nginx/example.conf)
+-- logs the WMCB lines the invariant checker reads.  Idempotent.
+function M.instrument()
+    local wm = require "resty.worker.manager"
+    if wm.__wm_test_instrumented then return wm end
+    local on_init, on_init_worker = wm.on_init_by_lua, wm.on_init_worker_by_lua
+    wm.on_init_by_lua = function(opts, ms, me)
+        if type(opts) == "table" and type(opts.on_crash) == "function" then
+            local o = {}
+            for k, v in pairs(opts) do o[k] = v end
+            o.on_crash = M.wrap("crash", opts.on_crash)
+            opts = o
+        end
+        return on_init(opts, M.wrap("master_start", ms), M.wrap("master_exit", me))
+    end
+    wm.on_init_worker_by_lua = function(ws, we)
+        return on_init_worker(M.wrap("worker_start", ws), M.wrap("worker_exit", we))
+    end
+    wm.__wm_test_instrumented = true
+    return wm
+end
+
 -- pcall fn(...) and log the outcome as one line:
 --   WMVAL <name> ok=<true|false> msg=<message with newlines escaped>
 function M.check(name, fn, ...)

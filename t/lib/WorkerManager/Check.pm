@@ -4,6 +4,15 @@ package WorkerManager::Check;
 #
 #   cbs_ok / model_ok / lifecycle_ok / lock_ok / cb_is / sorted_field
 #
+# The invariant checker (issue 6) is checker_ok($n, label => ..): on one
+# node's log it runs lifecycle_ok, model_ok (exact replay of the module's
+# reports), lock_ok and invariants_ok (the run invariants: counts never
+# negative, bounded by the starts, n_prev nil only in generation 1, exactly
+# one master exit per ended generation, none for a running one).  Every
+# t/*.t runs it (or its parts) on each node it starts; checker_errors() is
+# the same without Test::More (t/soak/soak.pl); the *_errors functions give
+# each part's findings (t/30-checker.t feeds them broken logs).
+#
 # Callback hashes come from WorkerManager::Nginx::callbacks(); every value is
 # the string the Lua side printed ('nil' for nil).
 
@@ -13,7 +22,8 @@ use Exporter 'import';
 use Test::More ();
 
 our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
-                 lifecycle_ok lock_ok no_errors_ok exactly_one);
+                 lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one
+                 invariant_errors invariants_ok checker_ok checker_errors);
 
 sub cb_str {
     my $c = shift;
@@ -212,6 +222,9 @@ sub model_errors {
 # dropped it, with the counts after the drop; a crash callback without a drop
 # is always an error.  complete => 1 (the node was stopped gracefully): every
 # generation must have had its master exit by the end of the log.
+# wiped => idx: the module's keys were wiped (flush_all) at log entry idx;
+# after it, "counted again" of a worker that is counted (in a generation that
+# exists) is the module restoring its state, not a second count.
 our $DROP_RE    = qr/\[worker-manager\] worker (\d+)-(\d+) \(pid (\d+), slot (\d+)\) crashed: (.*?); dropped from the counts, (-?\d+) left in generation (\d+)/s;
 our $LOST_RE    = qr/\[worker-manager\] worker (\d+)-(\d+) \(pid (\d+), slot (\d+)\) crashed while starting, before it was counted/;
 # counted again: "was dropped as crashed but is alive ...; counted again" (older
@@ -273,7 +286,9 @@ sub model_exact_errors {
             push @ev, { kind => 'drop', gen => $1, wpid => $2, pid => $3, slot => $4, cause => $5,
                         left => $6, lgen => $7, idx => $e->{idx}, logpid => $e->{pid}, line => $e->{line} };
         } elsif ($t =~ $RECOUNT_RE) {
-            push @ev, { kind => 'recount', gen => $1, wpid => $2, idx => $e->{idx}, line => $e->{line},
+            # ($1/$2 copied before the second match resets them)
+            my ($g, $wp) = ($1, $2);
+            push @ev, { kind => 'recount', gen => $g, wpid => $wp, idx => $e->{idx}, line => $e->{line},
                         regen => scalar($t =~ /restored (?:generation counter and )?generation \d+/) };
         } elsif ($t =~ $LATE_RE) {
             push @ev, { kind => 'late', gen => $1, wpid => $2, idx => $e->{idx}, line => $e->{line} };
@@ -333,6 +348,11 @@ sub model_exact_errors {
         }
         if ($x->{kind} eq 'recount') {
             my ($g, $wid) = ($x->{gen}, "$x->{gen}-$x->{wpid}");
+            # the module's keys were wiped (flush_all) at log entry $o{wiped}:
+            # counting a counted worker again after that restores, it does not add
+            if (defined $o{wiped} && $x->{idx} > $o{wiped} && $alive{$g}{$wid} && $exists{$g}) {
+                next;
+            }
             push @err, "#$x->{idx} $wid counted again: it was not dropped as stalled" unless $stalled{$g}{$wid};
             push @err, "#$x->{idx} $wid counted again: it is counted already" if $alive{$g}{$wid};
             push @err, "#$x->{idx} $wid counted again: its generation $g was restored" . ($exists{$g} ? '' : ' after it ended')
@@ -424,6 +444,7 @@ sub model_exact_errors {
 
 sub model_ok {
     my ($n, $name, %o) = @_;
+    $n->{checked}{model}++;
     my @err = model_errors($n, %o);
     my $ok = Test::More::ok(!@err, $name // 'every callback has the counts the contract gives');
     unless ($ok) {
@@ -444,6 +465,19 @@ sub model_ok {
 #     worker_exit (mine=1), as the next callback of that process
 #   - nothing of a generation after its master_exit
 sub lifecycle_ok {
+    my ($n, %o) = @_;
+    $n->{checked}{lifecycle}++;
+    my @err = lifecycle_errors($n, %o);
+    my $ok = Test::More::ok(!@err, $o{name} // 'lifecycle invariants hold');
+    unless ($ok) {
+        Test::More::diag(join '', map { "  $_\n" } @err);
+        Test::More::diag("all callbacks:\n" . cbs_str($n->callbacks(since => $o{since})));
+    }
+    return $ok;
+}
+
+# the list of lifecycle_ok's findings (same options)
+sub lifecycle_errors {
     my ($n, %o) = @_;
     my @c = $n->callbacks(since => $o{since});
     my @err;
@@ -468,10 +502,10 @@ sub lifecycle_ok {
         my $s = cb_str($c);
         if ($c->{event} =~ /^master/) {
             push @err, "$s: master id is not an integer" unless $c->{id} =~ /^\d+$/;
-            push @err, "$s: id type $c->{types}" unless ($c->{types} // '') =~ /^number,/;
+            push @err, "$s: id type $c->{types}" if defined $c->{types} && $c->{types} !~ /^number,/;
         } else {
             push @err, "$s: worker id is not <gen>-<pid>" unless $c->{id} =~ /^\d+-\d+$/;
-            push @err, "$s: id type $c->{types}" unless ($c->{types} // '') =~ /^string,/;
+            push @err, "$s: id type $c->{types}" if defined $c->{types} && $c->{types} !~ /^string,/;
             push @err, "$s: worker id pid part is not the calling pid $c->{pid}"
                 if defined $c->{wpid} && $c->{wpid} ne $c->{pid} && $c->{event} ne 'crash';
         }
@@ -542,12 +576,7 @@ sub lifecycle_ok {
         }
         $c->{_i} = $i;
     }
-    my $ok = Test::More::ok(!@err, $o{name} // 'lifecycle invariants hold');
-    unless ($ok) {
-        Test::More::diag(join '', map { "  $_\n" } @err);
-        Test::More::diag("all callbacks:\n" . cbs_str(@c));
-    }
-    return $ok;
+    return @err;
 }
 
 # The node-wide lock: ENTER/LEAVE lines strictly alternate in the log, each
@@ -558,6 +587,19 @@ sub lifecycle_ok {
 # module's "took over the node lock from dead process P"); the next ENTER
 # must come after that in the log.  killed => N: exactly N holds ended so.
 sub lock_ok {
+    my ($n, %o) = @_;
+    $n->{checked}{lock}++;
+    my ($err, $iv, $killed) = lock_errors($n, %o);
+    my @err = @$err;
+    my $ok = Test::More::ok(!@err && $iv >= ($o{min} // 1),
+                            $o{name} // 'callbacks never overlap (' . $iv . ' intervals'
+                                . ($killed ? ", $killed ended by a kill" : '') . ')');
+    Test::More::diag(join '', map { "  $_\n" } @err) unless $ok;
+    return $ok;
+}
+
+# lock_ok's findings: (\@errors, number of intervals, holds ended by a kill)
+sub lock_errors {
     my ($n, %o) = @_;
     my @el = $n->enter_leave(since => $o{since});
     for my $e ($n->grep_log(qr/$SIGNAL_RE|$TAKEOVER_RE/, since => $o{since})) {
@@ -597,11 +639,319 @@ sub lock_ok {
     }
     push @err, "$killed holds ended by a killed holder, expected $o{killed}"
         if defined $o{killed} && $killed != $o{killed};
-    my $ok = Test::More::ok(!@err && @iv >= ($o{min} // 1),
-                            $o{name} // 'callbacks never overlap (' . scalar(@iv) . ' intervals'
-                                . ($killed ? ", $killed ended by a kill" : '') . ')');
-    Test::More::diag(join '', map { "  $_\n" } @err) unless $ok;
+    return (\@err, scalar @iv, $killed);
+}
+
+# ------------------------------------------------ the run invariants (issue 6)
+#
+# invariant_errors($n, %o) checks, for ANY run, what must hold whatever the
+# timing, from the callbacks and nginx's own lines (the master's "worker
+# process P exited with code C / on signal S", its final "exit"), independently
+# of the models above:
+#
+#   - counts: n_prev/n_next nil or an integer >= 0, n_mine an integer >= 0
+#     (a negative one is reported as such, likewise a drop report's
+#     "N left"); 0 in master callbacks; >= 1 in worker start and exit (a
+#     worker counts itself)
+#   - n_prev nil exactly in generation 1
+#   - n_mine of a worker start never above the number of starts of its
+#     generation so far, and no worker callback's n_mine above that
+#     generation's starts minus its exits so far; n_prev (n_next) never above
+#     the starts minus exits of all older (newer) generations
+#   - at most one master exit per generation, nothing of a generation after it
+#   - no master exit for a generation still running: every worker of it that
+#     started before has run its worker exit, or the master reaped it, or
+#     the module dropped it as gone and the master reaps it
+#   - exactly one master exit per generation that ended: all its workers
+#     reaped, and it is an older generation or the node stopped (master
+#     "exit").  Required when its last worker left through a worker exit;
+#     when it left dead (killed, or gone untracked as on a TERM without the
+#     exit hook), required only if a worker of another generation lived on
+#     for `grace` seconds after (its heartbeats must find it); otherwise
+#     noted as "nobody left to notice", which is not an error
+#   - a worker reaped with exit code 0 ran its worker exit first, unless the
+#     node was stopped fast (TERM/INT) without the exit hook
+#
+# The log may hold several node lifetimes (a restart): each master start of
+# generation 1 begins a new one.  Options:
+#   since => mark, grace => seconds (default interval * (workers + 1) +
+#   failed + 2, from the node's opts), exit_hook => 0|1 (default: from the
+#   node's conf).  In list context: (errors, notes).
+our $REAP_RE = qr/worker process (\d+) exited (?:with code (\d+)|on signal (\d+))/;
+our $STOPSIG_RE = qr/^signal (2|3|15) \(SIG\w+\) received/;
+
+sub _epoch {
+    my $t = shift // '';
+    return undef unless $t =~ m{^(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)$};
+    require POSIX;
+    return POSIX::mktime($6, $5, $4, $3, $2 - 1, $1 - 1900);
+}
+
+sub _node_opt {
+    my ($n, $name, $default) = @_;
+    my $o = $n->{opts} // '';
+    return $o =~ /\b$name\s*=\s*([\d.]+)/ ? $1 : $default;
+}
+
+sub _has_exit_hook {
+    my $n = shift;
+    return 1 if $n->{exit_hook};
+    return 1 if ($n->{exit_worker} // '') =~ /on_exit_worker_by_lua/;
+    return 1 if ($n->{raw_conf} // '') =~ /on_exit_worker_by_lua/;
+    return 0;
+}
+
+sub invariant_errors {
+    my ($n, %o) = @_;
+    my $interval = _node_opt($n, 'interval', 10);
+    my $failed   = _node_opt($n, 'failed', 5);
+    my $grace    = $o{grace} // $interval * (($n->{workers} // 2) + 1) + $failed + 2;
+    my $hook     = $o{exit_hook} // _has_exit_hook($n);
+    my (@err, @notes);
+    my %cb_at = map { $_->{idx} => $_ } $n->callbacks(since => $o{since});
+    my @ent = grep { $cb_at{ $_->{idx} } || $_->{text} =~ /$REAP_RE|$DROP_RE|^exit$|^start worker process \d+|$STOPSIG_RE/ }
+              $n->grep_log(qr/WMCB |$REAP_RE|$DROP_RE|^exit$|^start worker process|$STOPSIG_RE|demo: /, since => $o{since});
+    # lifetimes
+    my @life = ([]);
+    for my $e (@ent) {
+        my $c = $cb_at{ $e->{idx} };
+        push @life, [] if $c && $c->{event} eq 'master_start' && $c->{id} eq '1'
+                       && grep { $cb_at{ $_->{idx} } } @{ $life[-1] };
+        push @{ $life[-1] }, $e;
+    }
+    my $L = 0;
+    for my $life (@life) {
+        $L++;
+        my $lp = @life > 1 ? "[lifetime $L] " : '';
+        my (%starts, %exits, %me, %wp, %dep, %dep_cb, %reap, %drop, %gen_of, %me_idx);
+        my ($master, $stopped, $stopsig, $stopsig_idx);
+        my $live = sub {    # started minus exited, of the generations $pred accepts
+            my ($pred) = @_;
+            my $k = 0;
+            $k += ($starts{$_} // 0) - ($exits{$_} // 0) for grep { $pred->($_) } keys %starts;
+            return $k;
+        };
+        for my $e (@$life) {
+            my $c = $cb_at{ $e->{idx} };
+            my $t = $e->{text};
+            if (!$c) {
+                if ($t =~ /^start worker process (\d+)/) { $master //= $e->{pid} }
+                elsif ($t =~ $REAP_RE) {
+                    $reap{$1} //= { idx => $e->{idx}, code => $2, sig => $3, time => _epoch($e->{time}) };
+                    $dep{$1} //= $reap{$1};
+                }
+                elsif ($t =~ $DROP_RE) {
+                    my ($wid, $left) = ("$1-$2", $6);
+                    $drop{$wid} //= { idx => $e->{idx}, cause => $5 };
+                    push @err, "$lp#$e->{idx} drop report of $wid: $left left in generation $1 is negative" if $left < 0;
+                }
+                elsif ($t eq 'exit') { $stopped = $e->{idx} if defined $master && $e->{pid} eq $master }
+                elsif ($t =~ $STOPSIG_RE) {
+                    if (!defined $master || $e->{pid} eq $master) { $stopsig = $1; $stopsig_idx = $e->{idx} }
+                }
+                next;
+            }
+            my $s = $lp . cb_str($c);
+            my $g = $c->{gen};
+            unless (defined $g) { push @err, "$s: no generation in the id"; next }
+            for my $f (qw(prev next)) {
+                my $v = $c->{$f} // '?';
+                if ($v =~ /^-\d/) { push @err, "$s: n_$f=$v is negative" }
+                elsif ($v !~ /^(?:nil|\d+)$/) { push @err, "$s: n_$f=$v is neither nil nor a count" }
+            }
+            my $mine = $c->{mine} // '?';
+            if ($mine =~ /^-\d/) { push @err, "$s: n_mine=$mine is negative" }
+            elsif ($mine !~ /^\d+$/) { push @err, "$s: n_mine=$mine is not a count" }
+            push @err, "$s: n_prev=$c->{prev} in generation 1 (must be nil)" if $g == 1 && $c->{prev} ne 'nil';
+            push @err, "$s: n_prev nil in generation $g (nil only in generation 1)" if $g != 1 && $c->{prev} eq 'nil';
+            push @err, "$s: callback of generation $g after its master exit (#$me_idx{$g})" if defined $me_idx{$g};
+            my $ev = $c->{event};
+            if ($ev =~ /^master/) {
+                push @err, "$s: n_mine=$mine in a master callback (must be 0)" if $mine ne '0';
+            } else {
+                if ($ev eq 'worker_start') {
+                    $starts{$g}++;
+                    $wp{$g}{ $c->{wpid} } = $c->{idx} if $c->{wpid};
+                    $gen_of{ $c->{wpid} } = $g if $c->{wpid};
+                    push @err, "$s: n_mine=$mine of a start above the $starts{$g} starts of generation $g so far"
+                        if $mine =~ /^\d+$/ && $mine > $starts{$g};
+                }
+                push @err, "$s: n_mine=$mine, but a starting or exiting worker counts itself"
+                    if $ev =~ /^worker_/ && $mine =~ /^\d+$/ && $mine < 1;
+                my $room = ($starts{$g} // 0) - ($exits{$g} // 0);
+                push @err, "$s: n_mine=$mine above the starts minus exits of generation $g so far ($room)"
+                    if $mine =~ /^\d+$/ && $mine > $room;
+            }
+            if ($c->{prev} =~ /^\d+$/) {
+                my $k = $live->(sub { $_[0] < $g });
+                push @err, "$s: n_prev=$c->{prev} above the older generations' starts minus exits so far ($k)" if $c->{prev} > $k;
+            }
+            if ($c->{next} =~ /^\d+$/) {
+                my $k = $live->(sub { $_[0] > $g });
+                push @err, "$s: n_next=$c->{next} above the newer generations' starts minus exits so far ($k)" if $c->{next} > $k;
+            }
+            if ($ev eq 'worker_exit') {
+                $exits{$g}++;
+                if ($c->{wpid}) {
+                    $dep_cb{ $c->{wpid} } //= $c->{idx};
+                    $dep{ $c->{wpid} } //= { idx => $c->{idx}, cb => 1, time => _epoch($e->{time}) };
+                }
+            } elsif ($ev eq 'master_exit') {
+                push @err, "$s: second master exit of generation $g" if $me{$g}++;
+                $me_idx{$g} //= $c->{idx};
+            }
+        }
+        # no master exit while a worker of its generation still runs
+        for my $g (sort { $a <=> $b } keys %me_idx) {
+            my $i = $me_idx{$g};
+            for my $p (sort keys %{ $wp{$g} // {} }) {
+                next if $wp{$g}{$p} > $i;
+                next if defined $dep_cb{$p} && $dep_cb{$p} < $i;
+                next if $reap{$p} && $reap{$p}{idx} < $i;
+                my $d = $drop{"$g-$p"};
+                next if $d && $d->{idx} < $i && $reap{$p};    # dropped as gone; the master's reap line may come a moment later
+                push @err, "${lp}master exit of generation $g (#$i) while its worker $g-$p still runs: no worker exit"
+                    . ($d && $d->{idx} < $i ? ", dropped ($d->{cause}) but" : ' and') . ' never reaped before'
+                    . ($reap{$p} ? " (reaped at #$reap{$p}{idx})" : ' (never reaped)');
+            }
+        }
+        # exactly one master exit per generation that ended
+        my ($newest) = sort { $b <=> $a } keys %wp;
+        my $end_time = @$life ? _epoch($life->[-1]{time}) : undef;
+        for my $g (sort { $a <=> $b } keys %wp) {
+            my @p = keys %{ $wp{$g} };
+            next if grep { !$reap{$_} } @p;                          # some worker still runs
+            next unless defined $stopped || $g < $newest;           # the newest may still be respawned
+            next if $me{$g};
+            my ($last) = sort { $dep{$b}{idx} <=> $dep{$a}{idx} } @p;
+            my $d = $dep{$last};
+            if ($d->{cb}) {
+                push @err, "${lp}generation $g ended (its last worker $g-$last left through its worker exit at #$d->{idx}) but got no master exit";
+                next;
+            }
+            # left dead or untracked: a worker of another generation that lived on must find it
+            my ($finder) = grep {
+                my $q = $_;
+                ($gen_of{$q} // $g) != $g && $wp{ $gen_of{$q} }{$q} < $d->{idx}
+                    && (($dep{$q} ? $dep{$q}{time} : $end_time) // 0) - ($d->{time} // 0) >= $grace
+            } keys %gen_of;
+            if ($finder) {
+                push @err, "${lp}generation $g ended (its last worker $g-$last reaped at #$d->{idx}, "
+                    . ($d->{sig} ? "signal $d->{sig}" : "code $d->{code}") . ") and worker $gen_of{$finder}-$finder "
+                    . "lived on for >= ${grace}s, but no master exit ran";
+            } else {
+                push @notes, "${lp}generation $g ended without a master exit: its last worker $g-$last "
+                    . ($d->{sig} ? "was killed (signal $d->{sig})" : "exited untracked (code $d->{code})")
+                    . " and nobody was left to notice";
+            }
+        }
+        # a worker that exited with code 0 ran its worker exit
+        my $fast = defined $stopsig && $stopsig ne '3';
+        for my $p (sort keys %gen_of) {
+            my $r = $reap{$p} or next;
+            next unless defined $r->{code} && $r->{code} eq '0';
+            next if defined $dep_cb{$p} && $dep_cb{$p} < $r->{idx};
+            next if $fast && !$hook && $r->{idx} > $stopsig_idx;
+            push @err, "${lp}worker $gen_of{$p}-$p exited with code 0 (#$r->{idx}) without its worker exit"
+                . ($fast ? ' (fast stop, exit hook ' . ($hook ? 'on' : 'off') . ')' : '');
+        }
+    }
+    return wantarray ? (\@err, \@notes) : \@err;
+}
+
+sub invariants_ok {
+    my ($n, %o) = @_;
+    $n->{checked}{invariants}++;
+    my ($err, $notes) = invariant_errors($n, %o);
+    my $ok = Test::More::ok(!@$err, $o{name} // 'run invariants hold (counts, bounds, one master exit per ended generation)');
+    Test::More::diag(join '', map { "  $_\n" } @$err) unless $ok;
+    Test::More::note(join '', map { "  $_\n" } @$notes) if @$notes;
     return $ok;
+}
+
+# checker_ok($n, label => 'x', %o): the whole invariant checker on one
+# node's log: lifecycle_ok, model_ok (exact replay of the module's reports),
+# lock_ok and invariants_ok.  Options (besides since, phantom, killed,
+# allow_crash_exit, grace, exit_hook, passed on):
+#   on_crash => 1   every drop has its crash callback (default: the node's
+#                   opts name on_crash)
+#   complete => 1   every generation got its master exit (default: the node
+#                   stopped (master "exit") after QUIT, or after TERM/INT
+#                   with the exit hook)
+#   exact => 0      the older crash-uncertain model instead
+#   lock => 0       no lock_ok (a log without ENTER/LEAVE lines)
+#   wiped => idx    model_ok: the module's keys were wiped at that entry
+#   min => N        lock_ok: at least N intervals (default 1)
+# Returns true when all hold.
+sub _checker_setup {
+    my ($n, %o) = @_;
+    my %pass = map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(since phantom);
+    my %model_only = map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(wiped);
+    my $stopped = grep { $_->{text} eq 'exit' && defined $n->{master} && $_->{pid} eq $n->{master} }
+                  $n->grep_log(qr/^exit$/, since => $o{since});
+    if (!exists $o{phantom}) {
+        # rolled-back reloads: a master start, no worker ever (the newest
+        # generation of a running node may still be starting)
+        my %ws = map { $_->{gen} => 1 } $n->callbacks(since => $o{since}, event => 'worker_start');
+        my @ms = sort { $a <=> $b } map { $_->{gen} } $n->callbacks(since => $o{since}, event => 'master_start');
+        pop @ms if @ms && !$stopped;
+        $pass{phantom} = [ grep { !$ws{$_} } @ms ];
+    }
+    my $on_crash = $o{on_crash} // (($n->{opts} // '') =~ /\bon_crash\b/ ? 1 : 0);
+    my $complete = $o{complete};
+    if (!defined $complete) {
+        my ($stop) = reverse $n->grep_log($STOPSIG_RE, since => $o{since});
+        $complete = $stopped && $stop && ($stop->{text} =~ /^signal 3 / || _has_exit_hook($n)) ? 1 : 0;
+    }
+    return (\%pass, \%model_only, $on_crash, $complete);
+}
+
+#   todo => 'why'   a known contract violation: each part that has findings
+#                   is reported as a TODO test with that reason (the parts
+#                   without findings are plain tests)
+sub checker_ok {
+    my ($n, %o) = @_;
+    my $l = defined $o{label} ? "[$o{label}] " : '';
+    my ($pass, $model_only, $on_crash, $complete) = _checker_setup($n, %o);
+    my $found = $o{todo} ? checker_errors($n, %o) : {};
+    my $tb = Test::More->builder;
+    my $part = sub {
+        my ($name, $code) = @_;
+        my $todo = $o{todo} && @{ $found->{$name} // [] };
+        $tb->todo_start($o{todo}) if $todo;
+        my $r = $code->();
+        $tb->todo_end if $todo;
+        return $todo ? 1 : $r;
+    };
+    my $ok = 1;
+    $ok &= $part->(lifecycle => sub { lifecycle_ok($n, %$pass, name => "${l}lifecycle invariants",
+                        map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(allow_crash_exit)) });
+    $ok &= $part->(model => sub { model_ok($n, "${l}counts match the contract (" . (($o{exact} // 1) ? 'exact replay' : 'crash-aware model')
+                        . ($on_crash ? ', on_crash' : '') . ($complete ? ', complete' : '') . ')',
+                    %$pass, %$model_only, exact => $o{exact} // 1, on_crash => $on_crash, complete => $complete) });
+    $ok &= $part->(lock => sub { lock_ok($n, name => "${l}callbacks never overlap", since => $o{since},
+                   map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(killed min)) }) if $o{lock} // 1;
+    $ok &= $part->(invariants => sub { invariants_ok($n, name => "${l}run invariants hold", since => $o{since},
+                         map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(grace exit_hook)) });
+    return $ok;
+}
+
+# checker_errors($n, %o): what checker_ok checks (same options), without
+# Test::More: { lifecycle => [..], model => [..], lock => [..],
+# invariants => [..], notes => [..], intervals => N } (for t/soak/soak.pl)
+sub checker_errors {
+    my ($n, %o) = @_;
+    my ($pass, $model_only, $on_crash, $complete) = _checker_setup($n, %o);
+    my %r;
+    $r{lifecycle} = [ lifecycle_errors($n, %$pass, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(allow_crash_exit)) ];
+    $r{model} = [ model_errors($n, %$pass, %$model_only, exact => $o{exact} // 1, on_crash => $on_crash, complete => $complete) ];
+    my ($lock, $iv) = lock_errors($n, since => $o{since}, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(killed));
+    $r{lock} = ($o{lock} // 1) ? $lock : [];
+    $r{intervals} = $iv;
+    my ($inv, $notes) = invariant_errors($n, since => $o{since}, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(grace exit_hook));
+    $r{invariants} = $inv;
+    $r{notes} = $notes;
+    return \%r;
 }
 
 # no error/crit/alert/emerg entries except the allowed ones

@@ -19,7 +19,8 @@ package WorkerManager::Nginx;
 # grep_log($re, since =>), entries(), callbacks(since =>, event =>, gen =>),
 # enter_leave(), errors(allow => [...]), dump_log(), worker_pids(all =>),
 # children(), run_cmd(@args), get($path), get_async/finish, block_workers($ms),
-# cleanup() (also from DESTROY and END: KILLs whatever of the node is left).
+# cleanup() (also from DESTROY and END: KILLs whatever of the node is left);
+# WorkerManager::Nginx->from_log($file, ...) reads a log written elsewhere.
 #
 # Generated confs log WMREADY after on_init_worker_by_lua returned, and
 # wm_test.lua's recorders log the WMCB lines parsed by callbacks().
@@ -32,6 +33,10 @@ package WorkerManager::Nginx;
 #   WM_KEEP          1: keep the temp prefix when the test fails; 2: always
 #   WM_TIMEOUT       default timeout (seconds) for the wait_* helpers (20)
 #   WM_VERBOSE       1: note every signal, start and nginx command
+#   WM_SAVE_LOGS     a directory: on cleanup, copy each node's error.log there
+#                    as <prefix name>.error.log (t/21-demo.t checks the demo's)
+#   WM_AUDIT         a file: on cleanup, append which checks ran on the node
+#                    and what invariant_errors() says (see _audit)
 
 use strict;
 use warnings;
@@ -482,9 +487,12 @@ sub children {
 }
 
 # Pids of the master's worker processes; all => 1 includes those shutting down.
+# A worker sets its title only after init_worker_by_lua* returned, so a child
+# still titled "master process" is a worker that is starting (WMREADY may be
+# logged already): it counts.
 sub worker_pids {
     my ($self, %o) = @_;
-    my @w = grep { $_->{cmd} =~ /worker process/ } $self->children;
+    my @w = grep { $_->{cmd} =~ /worker process|^nginx: master process/ } $self->children;
     @w = grep { $_->{cmd} !~ /shutting down/ } @w unless $o{all};
     my @p = map { $_->{pid} } @w;
     $self->{seen_pids}{$_} = 1 for @p;
@@ -734,9 +742,12 @@ sub _parse_kv {
 sub callbacks {
     my ($self, %o) = @_;
     my @out;
-    for my $e ($self->grep_log(qr/\bWMCB \w+ id=/, since => $o{since})) {
-        next unless $e->{text} =~ /\bWMCB (\w+) (id=.*)\z/s;
+    my $demo = ($self->{cb_format} // '') eq 'demo';
+    my $re = $demo ? qr/\bdemo: (\w+) (id=\S+ n_prev=.*)\z/s : qr/\bWMCB (\w+) (id=.*)\z/s;
+    for my $e ($self->grep_log($demo ? qr/\bdemo: \w+ id=\S+ n_prev=/ : qr/\bWMCB \w+ id=/, since => $o{since})) {
+        next unless $e->{text} =~ $re;
         my %h = (event => $1, _parse_kv($2));
+        @h{qw(prev mine next)} = delete @h{qw(n_prev n_mine n_next)} if $demo;
         $h{logpid} = $e->{pid};
         $h{idx}    = $e->{idx};
         $h{line}   = $e->{line};
@@ -805,6 +816,7 @@ sub cleanup {
     return if $self->{cleaned}++;
     delete $LIVE{"$self"};
     local ($!, $?, $@);
+    $self->_audit if $ENV{WM_AUDIT};
     # collect every nginx process of this node before killing anything
     my %kill;
     my $m = $self->{master} // $self->_read_pid;
@@ -827,12 +839,50 @@ sub cleanup {
     if ($failing && !$self->{dumped}++) {
         Test::More::diag("---- error.log summary ($self->{prefix}):\n" . $self->dump_log(max => 150));
     }
+    if ($ENV{WM_SAVE_LOGS} && -d $ENV{WM_SAVE_LOGS} && -f $self->{errlog}) {
+        # WM_SAVE_LOGS=<dir>: keep a copy of the error.log, named after the prefix
+        (my $base = $self->{prefix}) =~ s{.*/}{};
+        require File::Copy;
+        File::Copy::copy($self->{errlog}, "$ENV{WM_SAVE_LOGS}/$base.error.log");
+    }
     my $keep = $ENV{WM_KEEP} // 0;
     if ($keep eq '2' || ($keep && $failing)) {
         Test::More::diag("kept nginx prefix $self->{prefix}");
     } else {
         remove_tree($self->{prefix});
     }
+}
+
+# WM_AUDIT=<file>: on cleanup, append one line per node: the script, the
+# number of callbacks in its log and which checks (WorkerManager::Check) ran
+# on it, so a suite whose node escaped the invariant checker shows up.
+sub _audit {
+    my $self = shift;
+    my $cbs = eval { scalar $self->callbacks } // 0;
+    my $checked = join ',', sort keys %{ $self->{checked} // {} };
+    my $inv = '';
+    if ($cbs && eval { require WorkerManager::Check; 1 }) {
+        my ($err, $notes) = eval { WorkerManager::Check::invariant_errors($self) };
+        $inv = $err ? "\tinvariants=" . scalar(@$err) . (@$err ? " first: $err->[0]" : '')
+                      . (@$notes ? "\tnotes: @$notes" : '') : "\tinvariants=died: $@";
+    }
+    open my $fh, '>>', $ENV{WM_AUDIT} or return;
+    printf {$fh} "%s\t%s\tcallbacks=%d\tchecked=%s%s\n", $0, $self->{prefix} // '-', $cbs, $checked || '-', $inv;
+    close $fh;
+}
+
+# A reader for an error.log written by someone else (a kept prefix, say):
+# the log methods (entries, grep_log, callbacks, enter_leave, errors, mark)
+# and WorkerManager::Check work on it; it runs and kills nothing.
+#   from_log($file, cb_format => 'demo')  callbacks are nginx/demo.conf's
+#                                        "demo: <event> id=.. n_prev=.." lines
+#   other keys (workers, opts, exit_hook, master) as for new(), for the checks
+sub from_log {
+    my ($class, $file, %o) = @_;
+    my $self = bless { %DEFAULTS, %o, errlog => $file, entries => [], log_off => 0, log_buf => '',
+                       seen_pids => {}, cleaned => 1, prefix => undef }, $class;
+    $self->{opts} //= '';
+    return $self;
 }
 
 sub DESTROY {

@@ -1,0 +1,275 @@
+# The shm full (issue 6): a lua_shared_dict far too small for the node (12k,
+# 8 workers), and a dict the user's own code fills (safe_set until "no
+# memory") or empties with flush_all().  Promised: each failed write is an
+# ERR line naming its key, no Lua error escapes, nginx keeps serving; and
+# when room returns (the user's keys deleted, or after flush_all) the module
+# recovers: within a few heartbeats status() counts every live worker again,
+# and a later QUIT gives exactly one master exit.
+#
+# Where the module does not keep a promise, the check stays as strict as the
+# contract and is marked TODO with what was seen (WM_STRICT=1 makes them
+# plain failures); the report of issue 6 has the log excerpts.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(sleep);
+use WorkerManager::Nginx;
+use WorkerManager::Check;
+
+our $TODO;
+sub todo_unless_strict { $ENV{WM_STRICT} ? undef : shift }
+
+my $OPTS = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash") }';
+my $KEYS_RE = qr/\[worker-manager\] failed to (?:write|update) shm key 'lua-resty-worker-manager:[^']+': no memory/;
+my $LOCK_RE = qr/\[worker-manager\] cannot take the node lock 'lua-resty-worker-manager:lock': no memory/;
+# a Lua error that escaped (not the module's own ERR lines)
+my $ESCAPE_RE = qr/runtime error|lua entry thread aborted|failed to run (?:init_worker|exit_worker|init)_by_lua|attempt to |stack traceback/;
+
+# the user's code: fill the dict, delete its own keys, flush_all, and the
+# module's view
+my $LOCATIONS = <<'NGX';
+        location = /fill {
+            content_by_lua_block {
+                local d = ngx.shared.wm
+                local n, err = 0, nil
+                for _, size in ipairs({ 2000, 500, 100, 20, 1 }) do
+                    while true do
+                        local ok
+                        ok, err = d:safe_set("user:" .. size .. ":" .. n, string.rep("x", size))
+                        if not ok then break end
+                        n = n + 1
+                    end
+                end
+                ngx.log(ngx.WARN, "WMFILL ", n, " keys, then: ", err)
+                ngx.say("filled ", n, " keys, then: ", err)
+            }
+        }
+        location = /unfill {
+            content_by_lua_block {
+                local d = ngx.shared.wm
+                local n = 0
+                for _, k in ipairs(d:get_keys(0)) do
+                    if k:sub(1, 5) == "user:" then d:delete(k); n = n + 1 end
+                end
+                d:flush_expired()
+                ngx.log(ngx.WARN, "WMUNFILL ", n)
+                ngx.say("deleted ", n)
+            }
+        }
+        location = /flush {
+            content_by_lua_block {
+                ngx.shared.wm:flush_all()
+                ngx.shared.wm:flush_expired()
+                ngx.log(ngx.WARN, "WMFLUSH")
+                ngx.say("flushed")
+            }
+        }
+        location = /status {
+            content_by_lua_block {
+                local st, err = require("resty.worker.manager").status()
+                if not st then return ngx.say("error ", err) end
+                ngx.say("generation ", tostring(st.generation), " consistent ", tostring(st.consistent))
+                for _, g in ipairs(st.generations) do
+                    local pids = {}
+                    for _, w in ipairs(g.workers) do pids[#pids + 1] = w.pid end
+                    ngx.say("gen ", g.id, " pids ", table.concat(pids, ","), " starting ", g.starting, " stalled ", #g.stalled)
+                end
+            }
+        }
+NGX
+
+# status() as { generation, gens => { g => [pids] } }
+sub status {
+    my ($n) = @_;
+    my ($code, $body) = $n->get('/status');
+    return undef unless $code == 200;
+    my %st = (body => $body, gens => {});
+    $st{generation} = $1 if $body =~ /^generation (\S+)/m;
+    $st{gens}{$1} = [ sort { $a <=> $b } grep { length } split /,/, $2 ] while $body =~ /^gen (\d+) pids (\S*)/mg;
+    return \%st;
+}
+
+# every live worker counted, in the newest generation, and nothing else
+sub counted_right {
+    my ($n) = @_;
+    my $st = status($n) or return 0;
+    my @live = sort { $a <=> $b } $n->worker_pids(all => 1);
+    my @gens = keys %{ $st->{gens} };
+    return @gens == 1 && join(',', @{ $st->{gens}{ $gens[0] } }) eq join(',', @live) ? $st : 0;
+}
+
+sub no_escape_ok {
+    my ($n, $label) = @_;
+    my @esc = grep { $_->{text} =~ $ESCAPE_RE && $_->{text} !~ /\[worker-manager\] \S+ \S+ callback for/ } $n->entries;
+    ok(!@esc, "[$label] no Lua error escapes") or diag join '', map { "  $_->{line}\n" } @esc[0 .. ($#esc < 5 ? $#esc : 5)];
+}
+
+sub one_master_exit_each_ok {
+    my ($n, $label) = @_;
+    my %me;
+    $me{ $_->{gen} }++ for $n->callbacks(event => 'master_exit');
+    my @g = sort { $a <=> $b } keys %{ { map { $_->{gen} => 1 } $n->callbacks(event => 'worker_start') } };
+    is(join(',', map { $me{$_} // 0 } @g), join(',', map { 1 } @g),
+       "[$label] exactly one master exit per generation (" . join(', ', map { "$_: " . ($me{$_} // 0) } @g) . ')');
+}
+
+# The lock while the dict is full.  The README (The node lock) documents that
+# a process that cannot add the lock key goes on without it; the contract
+# makes no such exception: an overlap then is a TODO, naming both.
+sub lock_full_ok {
+    my ($n, $label) = @_;
+    my ($err) = lock_errors($n);
+    my @nolock = $n->grep_log($LOCK_RE);
+    local $TODO = @$err && @nolock
+        ? todo_unless_strict(scalar(@nolock) . " times the lock key could not be added (no memory) and the callbacks "
+                           . "went on without it, as the README documents; the contract says they run one at a time")
+        : undef;
+    lock_ok($n, name => "[$label] callbacks never overlap (" . scalar(@nolock) . " lock takes failed for no memory)");
+}
+
+# --- far too small: 12k for 8 workers
+{
+    my $label = '12k, 8 workers';
+    my $n = WorkerManager::Nginx->new(workers => 8, shm_size => '12k', opts => $OPTS);
+    $n->start;
+    sleep 3.5;    # a few heartbeats
+    my @w = $n->grep_log($KEYS_RE);
+    ok(scalar @w, "[$label] failed writes are ERR lines naming the key (" . scalar(@w) . ')');
+    is(scalar(grep { $_->{level} ne 'error' } @w), 0, "[$label] ... all at ERR");
+    note "[$label] e.g. $w[0]{text}" if @w;
+    my %served;
+    for (1 .. 40) { my ($c, $b) = $n->get('/ping'); $served{$1} = 1 if $c == 200 && $b =~ /^pong (\d+)/ }
+    ok(scalar keys %served, "[$label] nginx serves (" . scalar(keys %served) . " workers answered)");
+    is(scalar $n->worker_pids, 8, "[$label] all 8 workers run");
+    my @restore = $n->grep_log(qr/is alive but was not counted .*: restored/);
+    my %per;
+    $per{$_}++ for map { $_->{text} =~ /worker (\d+-\d+) is alive/ ? $1 : () } @restore;
+    my $mark = $n->mark;
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    no_escape_ok($n, $label);
+    my @we = $n->callbacks(since => $mark, event => 'worker_exit');
+    is(scalar @we, 8, "[$label] eight worker exits");
+    {
+        local $TODO = todo_unless_strict("contract violation: a worker whose slot keys do not fit is 'restored' on every heartbeat "
+                         . "and counted again each time (" . join(', ', map { "$_ x$per{$_}" } sort keys %per) . ')');
+        is(scalar(keys %per) ? 0 : 1, 1, "[$label] no worker is counted again while it is counted");
+        my ($max) = sort { $b <=> $a } map { $_->{mine} } @we;
+        cmp_ok($max // 0, '<=', 8, "[$label] worker exits' n_mine never above the 8 workers (max $max)");
+        one_master_exit_each_ok($n, $label);
+        invariants_ok($n, name => "[$label] run invariants hold");
+        model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
+    }
+    lifecycle_ok($n, name => "[$label] lifecycle invariants");
+    lock_full_ok($n, $label);
+}
+
+# --- the user's code fills the dict; a reload and a kill -9 while it is
+# full; the user deletes its keys; the module recovers
+{
+    my $label = 'filled by the user';
+    my $n = WorkerManager::Nginx->new(workers => 2, shm_size => '64k', opts => $OPTS, server_extra => $LOCATIONS);
+    $n->start;
+    my ($code, $body) = $n->get('/fill');
+    like($body, qr/filled \d+ keys, then: no memory/, "[$label] the user's code fills the dict: $body");
+    my $full = $n->mark;
+    my $reload = $n->reload;
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] old workers gone");
+    $n->get('/fill');    # the old generation's keys were freed: fill that room too
+    my ($victim) = $n->worker_pids;
+    my $kill = $n->mark;
+    $n->kill_worker($victim, 'KILL');
+    $n->wait_log(qr/WMREADY /, since => $kill, timeout => 10, desc => "[$label] the killed worker's slot respawned");
+    sleep 1.5;
+    my @w = $n->grep_log($KEYS_RE, since => $full);
+    ok(scalar @w, "[$label] failed writes are ERR lines naming the key (" . scalar(@w) . ')');
+    note "[$label] e.g. $w[0]{text}" if @w;
+    is(scalar $n->get('/ping'), 200, "[$label] nginx serves while the dict is full");
+    ($code, $body) = $n->get('/unfill');
+    like($body, qr/deleted \d+/, "[$label] the user deletes its keys: $body");
+    my $room = $n->mark;
+    my $st = $n->wait_until(sub { counted_right($n) }, timeout => 6, soft => 1,
+                            desc => "[$label] status() counts every live worker within a few heartbeats");
+    ok($st, "[$label] status() counts every live worker again: " . join(' ', split /\n/, $st ? $st->{body} : ''));
+    is($st->{generation}, 2, "[$label] ... generation 2") if $st;
+    my $gone = "2-$victim";
+    {
+        local $TODO = todo_unless_strict("contract violation: the worker killed while the dict was full ($gone) is never reported "
+                         . "(its respawn could not write its slot's 'replaced' key)");
+        ok(scalar $n->grep_log(qr/\[worker-manager\] worker \Q$gone\E \(pid $victim, slot \d+\) crashed/),
+           "[$label] the kill -9 of $gone is reported (ERR naming worker id and pid)");
+        ok(scalar $n->callbacks(event => 'crash'), "[$label] ... and on_crash ran for it");
+    }
+    # a reload with room again: a normal one
+    my $mark = $n->reload;
+    $n->wait_log(qr/\bWMCB master_exit id=2 /, since => $mark, desc => "[$label] master exit of generation 2 after a reload with room");
+    my @c = $n->callbacks(since => $mark);
+    cb_is((select_cbs(\@c, event => 'master_start'))[0], [3, 2, 0, 'nil'], "[$label] master_start(3, 2, 0, nil)");
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_start')), '1,2', "[$label] generation 3 starts 1, 2");
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit', gen => 2)), '2,1', "[$label] generation 2 exits 2, 1");
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] generation 2 gone");
+    $mark = $n->mark;
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    @c = $n->callbacks(since => $mark);
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits 2, 1");
+    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master exit"),
+          [3, 0, 0, 'nil'], "[$label] master_exit(3, 0, 0, nil)");
+    one_master_exit_each_ok($n, $label);
+    no_escape_ok($n, $label);
+    {
+        # Without room for the lock key the module goes on unlocked (README):
+        # exactly one master exit still holds (one_master_exit_each_ok above,
+        # an atomic count decides it), but which of the last two workers runs
+        # it can then differ from the one whose worker exit came last.
+        my @nolock = $n->grep_log($LOCK_RE);
+        local $TODO = @nolock ? todo_unless_strict(scalar(@nolock) . ' lock takes failed for no memory') : undef;
+        lifecycle_ok($n, name => "[$label] lifecycle invariants");
+    }
+    invariants_ok($n, name => "[$label] run invariants hold");
+    {
+        local $TODO = todo_unless_strict('counts are wrong while the dict is full (see the diagnostics: a reload seen as a stop, '
+                         . 'n_mine 1 twice, the killed worker never dropped)');
+        model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
+    }
+    lock_full_ok($n, $label);
+}
+
+# --- the user's code calls flush_all(): the module's keys are gone too
+{
+    my $label = 'flush_all';
+    my $n = WorkerManager::Nginx->new(workers => 2, shm_size => '64k', opts => $OPTS, server_extra => $LOCATIONS);
+    $n->start;
+    my $mark = $n->reload;
+    $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark, desc => "[$label] master exit of generation 1");
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] old workers gone");
+    my ($code, $body) = $n->get('/flush');
+    is($code, 200, "[$label] the user's code flushes the dict");
+    my ($flush) = $n->wait_log(qr/WMFLUSH/);
+    my $st = $n->wait_until(sub { counted_right($n) }, timeout => 6, soft => 1,
+                            desc => "[$label] status() counts every live worker within a few heartbeats");
+    ok($st, "[$label] status() counts every live worker again: " . join(' ', split /\n/, $st ? $st->{body} : ''));
+    is($st->{generation}, 2, "[$label] ... in generation 2, the generation counter restored") if $st;
+    is(scalar $n->get('/ping'), 200, "[$label] nginx serves");
+    # a reload after the flush: numbering goes on
+    $mark = $n->reload;
+    $n->wait_log(qr/\bWMCB master_exit id=2 /, since => $mark, desc => "[$label] master exit of generation 2");
+    my @c = $n->callbacks(since => $mark);
+    cb_is((select_cbs(\@c, event => 'master_start'))[0], [3, 2, 0, 'nil'], "[$label] the next reload: master_start(3, 2, 0, nil)");
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] generation 2 gone");
+    # a flush while nothing is running in the module, then kill -9 (the respawn must find its predecessor gone)
+    $n->get('/flush');
+    sleep 2.5;
+    $mark = $n->mark;
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    @c = $n->callbacks(since => $mark);
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits 2, 1");
+    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master exit"),
+          [3, 0, 0, 'nil'], "[$label] master_exit(3, 0, 0, nil)");
+    no_escape_ok($n, $label);
+    checker_ok($n, label => $label, wiped => $flush->{idx});
+    no_errors_ok($n, "[$label] no errors");
+}
+
+done_testing;

@@ -1,0 +1,136 @@
+# kill -9 at exact points of a graceful exit (issue 6), found by the HUP
+# storm with kills (t/31) and made deterministic here: the last worker of
+# generation 1 (after a reload) installs a debug call hook in its worker exit
+# callback that pauses it (busy, 4 s) at the first call of a given module
+# function after the callback; the test kills it there.
+#   - at lock.renew (right after the worker exit callback): the generation
+#     has no worker left and no master exit yet; a heartbeat of generation 2
+#     must run it on its behalf
+#   - at registry.neighbours after registry.end_generation (the generation's
+#     records already deleted, master exit not run yet): the same promise
+#   - inside the master exit callback (its WMCB line logged): it ran, no
+#     second one
+#   - the holder killed while the master waits for the lock in init_by_lua
+#     of a reload: "the next waiter takes the lock over at once" (README)
+# Where the module does not keep the promise the check is a TODO naming what
+# was seen (WM_STRICT=1: a failure).  Each node ends with the checker.
+use strict;
+use warnings;
+use Test::More;
+use Time::HiRes qw(sleep time);
+use WorkerManager::Nginx;
+use WorkerManager::Check;
+
+our $TODO;
+sub todo_unless_strict { $ENV{WM_STRICT} ? undef : shift }
+
+my $OPTS = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash") }';
+
+# worker_exit: records; in generation 1's last worker, pauses at the first
+# call of module function $fn after the callback
+sub exit_pausing_at {
+    my ($fn) = @_;
+    return 'function(id, p, m, n) wm.rec("worker_exit")(id, p, m, n) '
+         . 'if m == 1 and id:match("^1%-") then debug.sethook(function() '
+         . 'local info = debug.getinfo(2, "Sn") '
+         . "if info and info.name == \"$fn\" and info.short_src:find(\"worker/manager\") then debug.sethook() "
+         . 'ngx.log(ngx.WARN, "WMT paused at ", info.name, " (", info.short_src, ":", info.linedefined, ") in ", id) '
+         . 'require("wm_test").busy_sleep(4000) end end, "c") end end';
+}
+
+sub master_exits { my ($n, $g) = @_; scalar $n->callbacks(event => 'master_exit', gen => $g) }
+
+for my $case (['renew', 0], ['neighbours', 1]) {
+    my ($fn, $after_end) = @$case;
+    my $label = "killed at $fn" . ($after_end ? ' (after end_generation)' : ' (right after the worker exit)');
+    my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS, worker_exit => exit_pausing_at($fn));
+    $n->start;
+    my $mark = $n->reload;
+    my ($p) = $n->wait_log(qr/WMT paused at $fn/, since => $mark, desc => "[$label] the last gen-1 worker pauses");
+    my $victim = $p->{pid};
+    kill 'KILL', $victim;
+    $n->wait_log(qr/worker process $victim exited on signal 9/, since => $mark, desc => "[$label] reaped");
+    note "[$label] $p->{text}";
+    my $t0 = time;
+    my $got = $n->wait_until(sub { master_exits($n, 1) }, timeout => 6, soft => 1, desc => "[$label] generation 1's master exit");
+    {
+        local $TODO = $after_end && !$got
+            ? todo_unless_strict('contract violation: generation 1 never gets its master exit: its records were deleted '
+                               . '(registry.end_generation) before its master exit ran, so no heartbeat finds it')
+            : undef;
+        ok($got, sprintf "[%s] generation 1 gets its master exit on behalf of the killed worker (%.1f s)", $label, time - $t0);
+    }
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    is(master_exits($n, 2), 1, "[$label] one master exit of generation 2");
+    {
+        local $TODO = $after_end && !$got ? todo_unless_strict('generation 1 has no master exit (see above)') : undef;
+        checker_ok($n, label => $label);
+    }
+    no_errors_ok($n, "[$label] no errors but the kill and its report", qr/exited on signal 9/,
+                 qr/\[worker-manager\] worker 1-$victim \(pid $victim/);
+}
+
+# killed inside the master exit callback, after its WMCB line: it ran once
+{
+    my $label = 'killed inside master exit';
+    my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS,
+        master_exit => 'wm.rec("master_exit", { slow = 4000, when = function(id) return id == 1 end })');
+    $n->start;
+    my $mark = $n->reload;
+    my ($e) = $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark, desc => "[$label] gen-1 master exit runs");
+    kill 'KILL', $e->{pid};
+    $n->wait_log(qr/worker process $e->{pid} exited on signal 9/, since => $mark, desc => "[$label] reaped");
+    ok(!$n->absent_for(qr/\bWMCB master_exit id=1 /, 4, since => $e->{idx} + 1), "[$label] no second master exit of generation 1 over 4 s");
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    is(master_exits($n, 1), 1, "[$label] generation 1: one master exit");
+    checker_ok($n, label => $label, killed => 1);
+    no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+}
+
+# the lock holder killed while the master waits for the lock (a reload):
+# the holder is a zombie until the master reaps it, and the master is busy
+# waiting in init_by_lua
+{
+    my $label = 'holder killed while the master waits';
+    my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS,
+        worker_exit => 'wm.rec("worker_exit", { slow = 4000, when = function(id, p, m) return m == 1 and id:match("^1%-") ~= nil end })');
+    $n->start;
+    my $mark = $n->reload;
+    my ($e) = $n->wait_log(qr/\bWMCB worker_exit id=1-\d+ prev=nil mine=1 /, since => $mark, desc => "[$label] the slow gen-1 exit holds the lock");
+    my $hup = $n->mark;
+    $n->signal('HUP');
+    $n->wait_log(qr/signal 1 \(SIGHUP\) received/, since => $hup, desc => "[$label] the master takes the HUP");
+    sleep 0.3;
+    kill 'KILL', $e->{pid};
+    my $t0 = time;
+    my $ms = $n->wait_until(sub { scalar $n->callbacks(since => $hup, event => 'master_start') }, timeout => 5, soft => 1,
+                            desc => "[$label] the reload's master start");
+    {
+        local $TODO = !$ms
+            ? todo_unless_strict("contract violation: the master waits for the lock's 30 s expiry: the killed holder ($e->{pid}) "
+                               . 'is a zombie only the waiting master can reap, so kill(pid, 0) finds it alive and nobody takes over')
+            : undef;
+        ok($ms, sprintf "[%s] the master takes the lock over at once: master start %.1f s after the kill", $label, time - $t0);
+    }
+    if (!$ms) {
+        # nginx handles no signal meanwhile: wait for the expiry rather than kill the node
+        $n->wait_until(sub { scalar $n->callbacks(since => $hup, event => 'master_start') }, timeout => 35,
+                       desc => "[$label] the reload's master start after the lock's expiry");
+        note sprintf "[%s] master start %.1f s after the kill", $label, time - $t0;
+    }
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] older generations gone");
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    {
+        # the master enters while the dead holder's hold has only expired (no
+        # reap line before it): lock_ok cannot see that end
+        my ($err) = lock_errors($n);
+        local $TODO = @$err && !$ms ? todo_unless_strict('the hold ended by its 30 s expiry, which the log does not show') : undef;
+        checker_ok($n, label => $label);
+    }
+    no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+}
+
+done_testing;
