@@ -230,11 +230,14 @@ function leave(can_yield: boolean): void {
     }
 
     if (liveness.closable(dict, w.gen)) {
-        registry.end_generation(dict, w.gen);
         w.done = true;
         update_time();
         const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);
+        // Marked right before the callback: a death before the mark leaves
+        // the generation to a heartbeat elsewhere, after it, to nobody.
+        registry.begin_close(dict, w.gen, w.pid);
         run("master exit", n.master_exit, w.gen, m_prev, 0, m_next);
+        registry.end_generation(dict, w.gen);
     }
     w.done = true;
     lock.release(dict, hold);

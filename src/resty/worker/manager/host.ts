@@ -29,12 +29,30 @@ function pause(seconds: number): void {
     C.usleep(math.floor(seconds * 1e6));
 }
 
-/** False only when the pid certainly does not exist (EPERM means it does). */
-function pid_alive(pid: number): boolean {
-    if (C.kill(pid, 0) === 0) {
-        return true;
+/** The state letter of a process from /proc (Linux), nil where unreadable. */
+function proc_state(pid: number): string | undefined {
+    const [file] = io.open("/proc/" + pid + "/stat", "r");
+    if (file === undefined) {
+        return undefined;
     }
-    return ffi.errno() !== ESRCH;
+    const line: unknown = file.read("*l");
+    file.close();
+    if (typeof line !== "string") {
+        return undefined;
+    }
+    const [state] = string.match(line, "^%d+ %b() (%a)");
+    return state;
+}
+
+/** False only when the pid certainly does not run (EPERM means it does). */
+function pid_alive(pid: number): boolean {
+    if (C.kill(pid, 0) !== 0) {
+        return ffi.errno() !== ESRCH;
+    }
+    // A dead child its parent has not reaped yet still answers kill(): the
+    // master cannot reap while it waits for the lock in init_by_lua.
+    const state = proc_state(pid);
+    return state !== "Z" && state !== "X";
 }
 
 function read_test_flag(): number {

@@ -63,9 +63,14 @@ function replaced(g: number, s: number): string {
     return PREFIX + "g" + g + ":replaced" + s;
 }
 
+/** Pid of the process running the generation's master exit, while it runs. */
+function closing(g: number): string {
+    return PREFIX + "g" + g + ":closing";
+}
+
 /** Pid of a worker dropped for an overdue heartbeat while its process still ran. */
 function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled };
+export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled, closing };

@@ -81,7 +81,8 @@ function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: nu
     const [low, top] = registry.span(dict);
     const newest = registry.newest(dict, now, finder.grace);
     for (const g of $range(low, top)) {
-        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g))) {
+        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g))
+            || cut_short(dict, g)) {
             closing = true;
         }
         const size = registry.slots(dict, g);
@@ -129,10 +130,17 @@ function closable(dict: NgxSharedDict, g: number): boolean {
 
 /** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
 function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
-    registry.end_generation(dict, g);
     const [n_prev, n_next] = registry.neighbours(dict, g, now, finder.grace);
     log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
+    registry.begin_close(dict, g, finder.pid);
     run("master exit", finder.master_exit, g, n_prev, 0, n_next);
+    registry.end_generation(dict, g);
+}
+
+/** A master exit whose process died while running it: at most once, so its records just go. */
+function cut_short(dict: NgxSharedDict, g: number): boolean {
+    const pid = registry.closer(dict, g);
+    return pid !== undefined && !pid_alive(pid);
 }
 
 /**
@@ -163,6 +171,10 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     for (const g of $range(low, top)) {
         if (g !== own && (g !== newest || finder.exiting) && closable(dict, g)) {
             close(dict, finder, g, now);
+        } else if (cut_short(dict, g)) {
+            log(NOTICE, "the master exit of generation ", g, " was cut short by the death of process ",
+                registry.closer(dict, g), "; it is not run again");
+            registry.end_generation(dict, g);
         }
     }
 }

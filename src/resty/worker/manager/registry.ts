@@ -244,6 +244,7 @@ function forget(dict: NgxSharedDict, g: number): void {
     }
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
+    remove(dict, keys.closing(g));
     remove(dict, keys.live(g));
     remove(dict, keys.gen(g));
 }
@@ -271,7 +272,22 @@ function advance_low(dict: NgxSharedDict): void {
  * it is really over also depends on processes still running (liveness.closable).
  */
 function finished(dict: NgxSharedDict, g: number): boolean {
-    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0;
+    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0
+        && read_number(dict, keys.closing(g)) === undefined;
+}
+
+/**
+ * Marks that process `pid` runs the master exit of `g` now; its records go
+ * once it ran (end_generation). If `pid` dies in between, nobody runs it
+ * again: at most once, and the records are forgotten (closer).
+ */
+function begin_close(dict: NgxSharedDict, g: number, pid: number): void {
+    write(dict, keys.closing(g), pid);
+}
+
+/** The pid running the master exit of `g`, if one is. */
+function closer(dict: NgxSharedDict, g: number): number | undefined {
+    return read_number(dict, keys.closing(g));
 }
 
 /** Removes the records of a generation whose last worker left. */
@@ -368,6 +384,6 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 
 export {
     begin_generation, arrive, has_generation, count, starting, slots, occupant, register, replace_dead, take_replaced,
-    uncount, restore, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, end_generation, exists, newest, rolled_back, sweep,
+    uncount, restore, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, begin_close, closer, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };
