@@ -22,7 +22,7 @@ use Exporter 'import';
 use Test::More ();
 
 our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
-                 lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one
+                 lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one ghost_starts
                  invariant_errors invariants_ok checker_ok checker_errors);
 
 sub cb_str {
@@ -250,6 +250,30 @@ sub drops {
     return @d;
 }
 
+# Workers the module counted whose start callback left no line in the log:
+# killed after the module counted them and before their callback logged (the
+# module counts a starting worker, then runs its callback, under the lock).
+# The module's drop report names them; they count from their death on (the
+# master's "exited on signal" line, or a takeover of their lock; before it
+# they held the lock, so no callback could see them), or, without such a
+# line, from just before the drop.  [ { gen, wid, wpid, idx } ]
+sub ghost_starts {
+    my ($n, %o) = @_;
+    my %started = map { $_->{id} => 1 } $n->callbacks(since => $o{since}, event => 'worker_start');
+    my %death;
+    for my $e ($n->grep_log(qr/$SIGNAL_RE|$TAKEOVER_RE/, since => $o{since})) {
+        my ($pid) = $e->{text} =~ $SIGNAL_RE ? ($1) : $e->{text} =~ $TAKEOVER_RE ? ($1) : ();
+        $death{$pid} //= $e->{idx} if $pid;
+    }
+    my (@g, %seen);
+    for my $d (drops($n, since => $o{since})) {
+        next if $started{ $d->{wid} } || $seen{ $d->{wid} }++;
+        my $idx = defined $death{ $d->{pid} } && $death{ $d->{pid} } < $d->{idx} ? $death{ $d->{pid} } + 0.25 : $d->{idx} - 0.25;
+        push @g, { gen => $d->{gen}, wid => $d->{wid}, wpid => $d->{pid}, idx => $idx };
+    }
+    return @g;
+}
+
 # Workers of generation $g counted just before log entry $idx, from the log:
 # worker starts - worker exits (of counted workers) - the module's drops +
 # its "counted again" notes.  For expected n_prev/n_next of one callback
@@ -297,6 +321,7 @@ sub model_exact_errors {
         }
     }
     push @ev, map { { %$_, kind => 'cb' } } $n->callbacks(since => $o{since});
+    push @ev, map { { %$_, kind => 'ghost' } } ghost_starts($n, since => $o{since});
     # The module uncounts a worker replaced by a respawn right after the
     # respawned worker's start callback, and reports it once that worker (or,
     # if it was killed in that callback, the next respawn) can: the drop is
@@ -325,6 +350,12 @@ sub model_exact_errors {
     };
     for my $x (@ev) {
         if ($x->{kind} eq 'signal') { $dead{ $x->{pid} } = 1; next }
+        if ($x->{kind} eq 'ghost') {
+            push @err, "#$x->{idx} $x->{wid} (counted, its start not logged): generation $x->{gen} does not exist"
+                unless $exists{ $x->{gen} };
+            $alive{ $x->{gen} }{ $x->{wid} } = 1;
+            next;
+        }
         if ($x->{kind} eq 'drop') {
             my ($g, $wid) = ($x->{gen}, "$x->{gen}-$x->{wpid}");
             my $s = "#$x->{idx} drop of $wid";
@@ -525,7 +556,8 @@ sub lifecycle_errors {
             # on_crash: reported in another process, for a worker that started
             # and neither exited nor was reported before
             push @err, "$s: crash of a worker that never started (and no 'crashed while starting' report)"
-                unless $ws{ $c->{id} } || ($lost{ $c->{id} } // 1e99) < $c->{idx};
+                unless $ws{ $c->{id} } || ($lost{ $c->{id} } // 1e99) < $c->{idx}
+                    || grep { $_->{wid} eq $c->{id} && $_->{idx} < $c->{idx} } @drops;
             push @err, "$s: crash of a worker that ran its worker_exit" if $we{ $c->{id} };
             my $before = $crash{ $c->{id} };
             push @err, "$s: crash reported twice (not counted again in between)"
@@ -586,14 +618,18 @@ sub lifecycle_errors {
 # process is known dead (the master's "exited on signal" line, or the
 # module's "took over the node lock from dead process P"); the next ENTER
 # must come after that in the log.  killed => N: exactly N holds ended so.
+# The lock expires expiry => 30 s after it was taken: an ENTER that late
+# after the open hold's ENTER is allowed (the contract's expiry), and the old
+# hold's LEAVE, if it comes, is not an error.
 sub lock_ok {
     my ($n, %o) = @_;
     $n->{checked}{lock}++;
-    my ($err, $iv, $killed) = lock_errors($n, %o);
+    my ($err, $iv, $killed, $expired) = lock_errors($n, %o);
     my @err = @$err;
     my $ok = Test::More::ok(!@err && $iv >= ($o{min} // 1),
-                            $o{name} // 'callbacks never overlap (' . $iv . ' intervals'
-                                . ($killed ? ", $killed ended by a kill" : '') . ')');
+                            ($o{name} // 'callbacks never overlap (' . $iv . ' intervals'
+                                . ($killed ? ", $killed ended by a kill" : '') . ')')
+                            . ($expired ? " ($expired holds outlived the lock's ${\ ($o{expiry} // 30)} s expiry)" : ''));
     Test::More::diag(join '', map { "  $_\n" } @err) unless $ok;
     return $ok;
 }
@@ -611,6 +647,9 @@ sub lock_errors {
     my $open;
     my @iv;
     my $killed = 0;
+    my $expiry = $o{expiry} // 30;
+    my %expired;    # "pid event" => the hold that outlived the lock's expiry
+    my $n_expired = 0;
     for my $x (@el) {
         if ($x->{kind} eq 'DEAD') {
             if ($open && $open->{pid} eq $x->{pid}) { $killed++; $open = undef }
@@ -618,9 +657,18 @@ sub lock_errors {
         }
         my $s = "#$x->{idx} $x->{kind} $x->{event} id=$x->{id} pid=$x->{pid} t=$x->{t}";
         if ($x->{kind} eq 'ENTER') {
-            push @err, "$s: entered while #$open->{idx} $open->{event} id=$open->{id} (pid $open->{pid}) still runs"
-                if $open;
+            if ($open && $x->{t} - $open->{t} >= $expiry - 1) {
+                # the open hold outlived the lock's expiry: the contract lets
+                # the next one in (its LEAVE, if any, comes later)
+                $expired{"$open->{pid} $open->{event}"} = $open;
+                $n_expired++;
+            } elsif ($open) {
+                push @err, "$s: entered while #$open->{idx} $open->{event} id=$open->{id} (pid $open->{pid}) still runs";
+            }
             $open = $x;
+        } elsif (!($open && $open->{pid} eq $x->{pid} && $open->{event} eq $x->{event})
+                 && delete $expired{"$x->{pid} $x->{event}"}) {
+            next;    # the LEAVE of a hold that had expired
         } else {
             if (!$open) { push @err, "$s: LEAVE without ENTER" }
             elsif ($open->{pid} ne $x->{pid} || $open->{event} ne $x->{event}) {
@@ -639,7 +687,7 @@ sub lock_errors {
     }
     push @err, "$killed holds ended by a killed holder, expected $o{killed}"
         if defined $o{killed} && $killed != $o{killed};
-    return (\@err, scalar @iv, $killed);
+    return (\@err, scalar @iv, $killed, $n_expired);
 }
 
 # ------------------------------------------------ the run invariants (issue 6)
@@ -672,6 +720,8 @@ sub lock_errors {
 #   - a worker reaped with exit code 0 ran its worker exit first, unless the
 #     node was stopped fast (TERM/INT) without the exit hook
 #
+# A worker the module counted whose start left no line (killed before its
+# callback logged; see ghost_starts) counts as a start from its death on.
 # The log may hold several node lifetimes (a restart): each master start of
 # generation 1 begins a new one.  Options:
 #   since => mark, grace => seconds (default interval * (workers + 1) +
@@ -720,8 +770,14 @@ sub invariant_errors {
         push @{ $life[-1] }, $e;
     }
     my $L = 0;
+    my @ghosts = ghost_starts($n, since => $o{since});
     for my $life (@life) {
         $L++;
+        if (@ghosts && @$life) {
+            my ($lo, $hi) = ($life->[0]{idx}, $life->[-1]{idx});
+            $life = [ sort { $a->{idx} <=> $b->{idx} } @$life,
+                      map { { %$_, ghost => 1, text => '' } } grep { $_->{idx} > $lo && $_->{idx} < $hi + 1 } @ghosts ];
+        }
         my $lp = @life > 1 ? "[lifetime $L] " : '';
         my (%starts, %exits, %me, %wp, %dep, %dep_cb, %reap, %drop, %gen_of, %me_idx);
         my ($master, $stopped, $stopsig, $stopsig_idx);
@@ -732,6 +788,12 @@ sub invariant_errors {
             return $k;
         };
         for my $e (@$life) {
+            if ($e->{ghost}) {    # counted by the module, its start not logged
+                $starts{ $e->{gen} }++;
+                $wp{ $e->{gen} }{ $e->{wpid} } = $e->{idx};
+                $gen_of{ $e->{wpid} } = $e->{gen};
+                next;
+            }
             my $c = $cb_at{ $e->{idx} };
             my $t = $e->{text};
             if (!$c) {
