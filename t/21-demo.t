@@ -12,7 +12,7 @@ use WorkerManager::Nginx;
 use WorkerManager::Check;
 
 my $repo = $WorkerManager::Nginx::REPO;
-plan skip_all => "lib/ is not built" unless -f "$repo/lib/resty/worker/manager.lua";
+BAIL_OUT("lib/ is not built: run make build") unless -f "$repo/lib/resty/worker/manager.lua";
 
 # the driver copies the demo node's error.log here when it cleans up, for the checker
 my $logs = tempdir('wm-21-logs-XXXXXX', DIR => $ENV{TMPDIR} && -d $ENV{TMPDIR} ? $ENV{TMPDIR} : '/tmp', CLEANUP => 1);
