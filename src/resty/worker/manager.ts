@@ -355,23 +355,18 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     // Normally just the predecessor; more when a respawned worker was killed
     // in its own start callback before it could report its predecessor.
     for (const { dead: gone, by } of registry.take_replaced(dict, g, slot)) {
-        const gone_id = g + "-" + gone;
         const left = registry.count(dict, g);
-        log(ERR, "worker ", gone_id, " (pid ", gone, ", slot ", slot, ") crashed: nginx respawned its slot as ",
+        log(ERR, "worker ", g, "-", gone, " (pid ", gone, ", slot ", slot, ") crashed: nginx respawned its slot as ",
             g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);
-        registry.record_crash(dict, gone_id, gone, slot, "respawned", now());
-        const [c_prev, c_next] = registry.neighbours(dict, g, now(), n.failed);
-        run("crash", n.on_crash, gone_id, c_prev, left, c_next);
+        liveness.announce_crash(dict, n.on_crash, n.failed, g, gone, slot, "respawned", left, now());
     }
     if (lost !== undefined) {
         // Killed while it waited for the lock: never counted, so nothing to
         // drop, but the crash is still reported.
-        const lost_id = g + "-" + lost;
-        log(ERR, "worker ", lost_id, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it was ",
+        log(ERR, "worker ", g, "-", lost, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it was ",
             "counted: nginx respawned its slot as ", w.id);
-        registry.record_crash(dict, lost_id, lost, slot, "crashed while starting", now());
-        const [l_prev, l_next] = registry.neighbours(dict, g, now(), n.failed);
-        run("crash", n.on_crash, lost_id, l_prev, registry.count(dict, g), l_next);
+        liveness.announce_crash(dict, n.on_crash, n.failed, g, lost, slot, "crashed while starting",
+                                registry.count(dict, g), now());
     }
     lock.release(dict, hold);
 

@@ -128,6 +128,18 @@ function closable(dict: NgxSharedDict, g: number): boolean {
         && alive(registry.stalled(dict, g)).length === 0;
 }
 
+/**
+ * What follows every crash found, once it was logged: counted for status(),
+ * then the crash callback with the dead worker's id and the counts left.
+ */
+function announce_crash(dict: NgxSharedDict, on_crash: Callback | undefined, grace: number, g: number,
+                        pid: number, slot: number, cause: string, left: number, now: number): void {
+    const id = g + "-" + pid;
+    registry.record_crash(dict, id, pid, slot, cause, now);
+    const [n_prev, n_next] = registry.neighbours(dict, g, now, grace);
+    run("crash", on_crash, id, n_prev, left, n_next);
+}
+
 /** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
 function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
     const [n_prev, n_next] = registry.neighbours(dict, g, now, finder.grace);
@@ -158,12 +170,9 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
         if (pid === x.pid && diagnose(pid, beat, now, finder.overdue, respawnable) !== undefined) {
             const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid, pid_alive(x.pid));
             if (counted) {
-                const id = x.gen + "-" + x.pid;
-                log(ERR, "worker ", id, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
+                log(ERR, "worker ", x.gen, "-", x.pid, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
                     "; dropped from the counts, ", left, " left in generation ", x.gen);
-                registry.record_crash(dict, id, x.pid, x.slot, x.cause, now);
-                const [n_prev, n_next] = registry.neighbours(dict, x.gen, now, finder.grace);
-                run("crash", finder.on_crash, id, n_prev, left, n_next);
+                announce_crash(dict, finder.on_crash, finder.grace, x.gen, x.pid, x.slot, x.cause, left, now);
             }
         }
     }
@@ -179,5 +188,5 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
 }
 
-export { look, look_in, settle, closable, alive };
+export { look, look_in, settle, closable, alive, announce_crash };
 export type { Suspect, Finder };
