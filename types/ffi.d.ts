@@ -10,6 +10,10 @@ declare module "ffi" {
         /** The C namespace; callers narrow it to the functions they declared with cdef. */
         readonly C: unknown;
         errno(this: void): number;
+        /** A C value of type `ct` (zero-filled). */
+        "new"(this: void, ct: string): unknown;
+        /** `value` converted to the C type `ct`. */
+        cast(this: void, ct: string, value: unknown): unknown;
     }
     const ffi: Ffi;
     export = ffi;

@@ -441,6 +441,68 @@ describe("liveness", function()
             assert.same({ 1, nil }, { registry.neighbours(dict, g3, env.now(), GRACE) })
         end)
 
+        describe("a master exit whose runner died (its records marked closing)", function()
+            -- generation 1's last worker (102) exited, marked the closing and
+            -- died; ME, of generation 2, finds it
+            local function closing_by_dead(entered)
+                generation{ 101, 102 }
+                local g2 = generation{ ME, 202 }
+                registry.uncount(dict, 1, 0, 101)
+                registry.uncount(dict, 1, 1, 102)
+                registry.begin_close(dict, 1, 102)
+                if entered then
+                    registry.enter_close(dict, 1, 102)
+                end
+                kill(101)
+                kill(102)
+                return g2
+            end
+
+            it("runs it here when the runner died before it entered the callback", function()
+                local g2 = closing_by_dead(false)
+                local _, closing = look(g2, 0, 1)
+                assert.is_true(closing)
+                liveness.settle(dict, finder(), {}, env.now())
+                assert.same({ { 1, nil, 0, 2 } }, master_exits)
+                assert.same({}, gen_keys(1))
+                assert.equal(1, #env.logs_at("NOTICE", "generation 1 lost its last worker (pid 102)"), env.dump_logs())
+                liveness.settle(dict, finder(), {}, env.now())
+                assert.equal(1, #master_exits)
+            end)
+
+            it("counts it as run once the runner entered the callback: not run again", function()
+                local g2 = closing_by_dead(true)
+                local _, closing = look(g2, 0, 1)
+                assert.is_true(closing)
+                liveness.settle(dict, finder(), {}, env.now())
+                assert.same({}, master_exits)
+                assert.same({}, gen_keys(1))
+                assert.equal(1, #env.logs_at("NOTICE", "cut short by the death of process 102"), env.dump_logs())
+            end)
+
+            it("leaves it alone while the runner lives", function()
+                generation{ 101 }
+                local g2 = generation{ ME, 202 }
+                registry.uncount(dict, 1, 0, 101)
+                registry.begin_close(dict, 1, 101)
+                local _, closing = look(g2, 0, 1)
+                assert.is_false(closing)
+                liveness.settle(dict, finder(), {}, env.now())
+                assert.same({}, master_exits)
+                assert.same({ 101, false }, { registry.closer(dict, 1) })
+            end)
+        end)
+
+        it("end_with_master_exit marks the callback entered before it runs, then forgets the generation", function()
+            generation{ 201 }
+            local seen
+            liveness.end_with_master_exit(dict, function(id)
+                seen = { registry.closer(dict, id) }
+            end, 1, ME, env.now(), GRACE)
+            assert.same({ ME, true }, seen)
+            assert.same({}, gen_keys(1))
+        end)
+
         it("does not close an old generation whose other worker is still starting (double HUP)", function()
             generation{ 101 }
             local g2 = registry.begin_generation(dict, env.now())

@@ -50,6 +50,24 @@ describe("lock", function()
         assert.equal(B .. ":3", lock.acquire(dict, false))
     end)
 
+    it("keeps a reserve of its key's size, so it is still taken in a full shm", function()
+        local hold = lock.acquire(dict, false)
+        lock.release(dict, hold)                    -- the reserve is put in place
+        assert.is_true(dict:get(LOCK .. ":reserve"))
+        fake_dict.fill(dict, "other:")
+        as(B)
+        hold = lock.acquire(dict, false)
+        assert.equal(B .. ":2", hold)
+        assert.equal(0, #env.logs_at("ERR"), env.dump_logs())
+        lock.release(dict, hold)
+        assert.is_true(dict:get(LOCK .. ":reserve"))
+        -- without the reserve (someone took its room) it goes on unlocked, and says so
+        dict:delete(LOCK .. ":reserve")
+        fake_dict.fill(dict, "more:")
+        assert.equal(lock.UNLOCKED, lock.acquire(dict, false))
+        assert.equal(1, #env.logs_at("ERR", "no memory"), env.dump_logs())
+    end)
+
     it("judges expiry by a fresh clock, not a stale cached one", function()
         dict:safe_add(LOCK, B .. ":9", 30)
         env.advance_os(40)                  -- the hold expired in real time

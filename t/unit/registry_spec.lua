@@ -50,6 +50,14 @@ describe("registry", function()
         registry.end_generation(dict, g)
     end
 
+    -- A fresh stub whose shm holds 4 KiB, for the specs of a full shm.
+    local function small_shm()
+        stub.uninstall()
+        env = stub.install{ phase = "init", capacity = 4096 }
+        dict = env.dict
+        registry = require("resty.worker.manager.registry")
+    end
+
     local function nb(g)
         local n_prev, n_next = registry.neighbours(dict, g, env.now(), GRACE)
         return { prev = n_prev, next = n_next }
@@ -502,7 +510,7 @@ describe("registry", function()
             end
             cycle(1000)
             local after_first = fake_dict.keys(dict)
-            assert.same({ P .. "low", P .. "top", "someone-else:key" }, after_first)
+            assert.same({ P .. "ended", P .. "low", P .. "top", "someone-else:key" }, after_first)
             for i = 2, 12 do
                 cycle(i * 1000)
             end
@@ -522,6 +530,7 @@ describe("registry", function()
                 assert.same({ prev = 0 }, nb(g))
             end
             local expected = gen_keys(10)
+            expected[#expected + 1] = P .. "ended"
             expected[#expected + 1] = P .. "low"
             expected[#expected + 1] = P .. "top"
             table.sort(expected)
@@ -577,6 +586,76 @@ describe("registry", function()
         end)
     end)
 
+    describe("a late starter (its generation ended before it reached init_worker)", function()
+        it("is not counted and leaves no key of the ended generation behind", function()
+            registry.begin_generation(dict, env.now())
+            registry.arrive(dict, 1, 0, 100, 2)
+            registry.register(dict, 1, 0, 100, 2, env.now())
+            registry.uncount(dict, 1, 0, 100)
+            registry.end_generation(dict, 1)
+            -- slot 1, forked with slot 0, arrives only now
+            assert.is_true(registry.ended(dict, 1))
+            registry.arrive(dict, 1, 1, 101, 2)
+            assert.same({ nil, nil, false }, { registry.register(dict, 1, 1, 101, 2, env.now()) })
+            assert.same({}, gen_keys(1))
+            assert.is_false(registry.has_generation(dict, 1))
+        end)
+
+        it("is told apart from a worker of a rolled-back generation, which recreates it", function()
+            registry.begin_generation(dict, env.now())
+            env.advance(GRACE + 1)
+            registry.sweep(dict, env.now(), GRACE)
+            assert.is_false(registry.ended(dict, 1))
+            registry.arrive(dict, 1, 0, 100, 1)
+            assert.same({ 1, nil, true }, { registry.register(dict, 1, 0, 100, 1, env.now()) })
+        end)
+
+        it("is remembered for the last 16 ended generations, in one key", function()
+            for g = 1, 20 do
+                assert.equal(g, registry.begin_generation(dict, env.now()))
+                registry.end_generation(dict, g)
+            end
+            assert.is_true(registry.ended(dict, 20))
+            assert.is_true(registry.ended(dict, 5))
+            assert.is_false(registry.ended(dict, 4))
+            assert.equal(16, select(2, dict:get(P .. "ended"):gsub("%d+", "")))
+        end)
+    end)
+
+    describe("unarrived", function()
+        it("is true while fewer workers reached init_worker than the generation has slots", function()
+            registry.begin_generation(dict, env.now())
+            assert.is_false(registry.unarrived(dict, 1))    -- no slot count known yet
+            registry.arrive(dict, 1, 0, 100, 2)
+            assert.is_true(registry.unarrived(dict, 1))
+            registry.arrive(dict, 1, 1, 101, 2)
+            assert.is_false(registry.unarrived(dict, 1))
+        end)
+    end)
+
+    describe("restore in a full shm", function()
+        it("counts a worker only once its slot key is in, however many heartbeats try", function()
+            small_shm()
+            registry.begin_generation(dict, env.now())
+            registry.arrive(dict, 1, 0, 100, 2)
+            registry.register(dict, 1, 0, 100, 2, env.now())
+            fake_dict.fill(dict, "other:")
+            registry.arrive(dict, 1, 1, 101, 2)
+            assert.is_false(select(3, registry.register(dict, 1, 1, 101, 2, env.now())))
+            for _ = 1, 5 do
+                assert.same({ nil, false }, { registry.restore(dict, 1, 1, 101, 2, env.now()) })
+            end
+            assert.equal(1, registry.count(dict, 1))
+            -- room returns
+            for _, k in ipairs(fake_dict.keys(dict, "^other:")) do
+                dict:delete(k)
+            end
+            assert.same({ "slot 1", true }, { registry.restore(dict, 1, 1, 101, 2, env.now()) })
+            assert.equal(2, registry.count(dict, 1))
+            assert.same({ nil, false }, { registry.restore(dict, 1, 1, 101, 2, env.now()) })
+        end)
+    end)
+
     describe("stalled workers (dropped for a late heartbeat while their process runs)", function()
         before_each(function()
             registry.begin_generation(dict, env.now())
@@ -600,12 +679,12 @@ describe("registry", function()
             assert.same({}, registry.stalled(dict, 1))
         end)
 
-        it("are forgotten by clear_stalled for that pid only", function()
+        it("are forgotten by clear_uncounted for that pid only", function()
             registry.uncount(dict, 1, 1, 101, true)
-            registry.clear_stalled(dict, 1, 1, 999)
-            registry.clear_stalled(dict, 1, 0, 101)
+            registry.clear_uncounted(dict, 1, 1, 999)
+            registry.clear_uncounted(dict, 1, 0, 101)
             assert.same({ 101 }, registry.stalled(dict, 1))
-            registry.clear_stalled(dict, 1, 1, 101)
+            registry.clear_uncounted(dict, 1, 1, 101)
             assert.same({}, registry.stalled(dict, 1))
         end)
 
@@ -913,15 +992,15 @@ describe("registry", function()
 
     describe("when the shm refuses a write", function()
         it("logs ERR naming each key it could not write (shm full)", function()
-            stub.uninstall()
-            env = stub.install{ phase = "init", capacity = 4096 }
-            dict = env.dict
-            registry = require("resty.worker.manager.registry")
+            small_shm()
             assert.equal(1, registry.begin_generation(dict, env.now()))
             fake_dict.fill(dict, "other:")
-            local mine = registry.register(dict, 1, 0, 100, 2, env.now())
+            local mine, _, counted = registry.register(dict, 1, 0, 100, 2, env.now())
             assert.equal(1, mine)
-            for _, key in ipairs{ "g1:size", "g1:slot0", "g1:beat0" } do
+            -- not counted without its slot key: a heartbeat counts it later
+            assert.is_false(counted)
+            assert.equal(0, registry.count(dict, 1))
+            for _, key in ipairs{ "g1:size", "g1:slot0" } do
                 local errs = env.logs_at("ERR", "'" .. P .. key .. "'")
                 assert.equal(1, #errs, key .. "\n" .. env.dump_logs())
                 assert.matches("no memory", errs[1], 1, true)
@@ -930,10 +1009,7 @@ describe("registry", function()
         end)
 
         it("logs ERR for a new generation's start time it cannot store", function()
-            stub.uninstall()
-            env = stub.install{ phase = "init", capacity = 4096 }
-            dict = env.dict
-            registry = require("resty.worker.manager.registry")
+            small_shm()
             registry.begin_generation(dict, env.now())
             fake_dict.fill(dict, "other:")
             assert.equal(2, registry.begin_generation(dict, env.now()))
@@ -964,10 +1040,7 @@ describe("registry", function()
         end)
 
         it("never evicts other users' keys when the shm is full", function()
-            stub.uninstall()
-            env = stub.install{ phase = "init", capacity = 4096 }
-            dict = env.dict
-            registry = require("resty.worker.manager.registry")
+            small_shm()
             registry.begin_generation(dict, env.now())
             fake_dict.fill(dict, "other:")
             local others = {}
@@ -986,7 +1059,7 @@ describe("registry", function()
                 assert.equal(v, dict:get(k), k)
             end
             -- every refused key was reported
-            for _, key in ipairs{ "g2", "g2:arrived", "g2:live", "g2:size", "g2:slot0", "g2:beat0" } do
+            for _, key in ipairs{ "g2", "g2:arrived", "g2:size", "g2:slot0" } do
                 assert.is_true(#env.logs_at("ERR", "'" .. P .. key .. "'") >= 1, key .. "\n" .. env.dump_logs())
             end
         end)

@@ -11,7 +11,7 @@ import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
 import { run } from "./manager/callbacks";
 import { log } from "./manager/log";
-import { process_type, testing_config } from "./manager/host";
+import { free_dead_shm_mutex, pause, process_type, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
 import type { Callback, Options, Status } from "resty.worker.manager";
 
@@ -35,6 +35,12 @@ const MIN_SECONDS = 0.001;
 const MAX_SECONDS = 31536000;
 /** Step of the wait that tells a reload from a stop (timer context only). */
 const UNDECIDED_STEP = 0.05;
+/**
+ * How long a fast stop's exit may wait for a newer generation's first worker
+ * (nginx sends KILL ~1.5 s after TERM), and in which steps (blocking).
+ */
+const FAST_STOP_WAIT = 0.5;
+const FAST_STOP_STEP = 0.01;
 
 
 /** What init_by_lua set up; inherited by every worker through fork. */
@@ -64,6 +70,8 @@ interface Worker {
     done: boolean;
     /** Advances every heartbeat: which slot of each generation to look at. */
     turn: number;
+    /** It was counted once (false while its keys never fitted in a full shm). */
+    counted: boolean;
 }
 
 let node: Node | undefined;
@@ -155,6 +163,9 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
         return true;
     }
 
+    // On a reload a worker killed inside a shm call may still hold the
+    // zone's mutex: nginx frees it only once this returns.
+    free_dead_shm_mutex(dict);
     const hold = lock.acquire(dict, false);
     update_time();
     registry.sweep(dict, now(), failed);
@@ -193,16 +204,27 @@ function leave(can_yield: boolean): void {
     w.exited = true;
     const dict = n.dict;
     // A newer generation whose workers have not shown up yet is either a
-    // reload in progress or one nginx rolled back; waiting (where we can)
-    // tells them apart. Where we cannot (fast stop), the node is stopping.
-    const grace = can_yield ? n.failed : 0;
+    // reload in progress or one nginx rolled back; waiting tells them apart.
+    // nginx forks a reload's workers before it handles a stop signal, so on
+    // a fast stop they show up within moments, unless it was rolled back.
+    update_time();
+    const began = now();
     if (can_yield) {
-        update_time();
-        while (registry.newer_undecided(dict, w.gen, now(), grace)) {
+        // Siblings nginx forked that have not reached init_worker yet (slow
+        // user code before this module's hook) would otherwise start after
+        // this generation's master exit: they get `failed` seconds to show up.
+        while (registry.newer_undecided(dict, w.gen, now(), n.failed)
+               || (registry.unarrived(dict, w.gen) && now() - began < n.failed)) {
             sleep(UNDECIDED_STEP);
             update_time();
         }
+    } else {
+        while (registry.newer_undecided(dict, w.gen, now(), n.failed) && now() - began < FAST_STOP_WAIT) {
+            pause(FAST_STOP_STEP);
+            update_time();
+        }
     }
+    const grace = can_yield || !registry.newer_undecided(dict, w.gen, now(), n.failed) ? n.failed : 0;
 
     // In the exit hook, a timer of this very process that the fast stop
     // abandoned may still hold the lock: it will never run again, so its hold
@@ -217,8 +239,12 @@ function leave(can_yield: boolean): void {
         const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
         const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
         if (!counted) {
-            log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
-            registry.clear_stalled(dict, w.gen, w.slot, w.pid);
+            if (registry.clear_uncounted(dict, w.gen, w.slot, w.pid)) {
+                log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
+            } else {
+                log(WARN, "worker ", w.id, " exits while not counted (its keys were lost from shm '", n.shm,
+                    "' or never fitted in it)");
+            }
         }
         w.reported = true;
         run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
@@ -232,12 +258,7 @@ function leave(can_yield: boolean): void {
     if (liveness.closable(dict, w.gen)) {
         w.done = true;
         update_time();
-        const [m_prev, m_next] = registry.neighbours(dict, w.gen, now(), grace);
-        // Marked right before the callback: a death before the mark leaves
-        // the generation to a heartbeat elsewhere, after it, to nobody.
-        registry.begin_close(dict, w.gen, w.pid);
-        run("master exit", n.master_exit, w.gen, m_prev, 0, m_next);
-        registry.end_generation(dict, w.gen);
+        liveness.end_with_master_exit(dict, n.master_exit, w.gen, w.pid, now(), grace);
     }
     w.done = true;
     lock.release(dict, hold);
@@ -253,11 +274,17 @@ function beat(w: Worker, n: Node): void {
         // dropped while it stalled, or the shm lost the module's keys.
         const hold = lock.acquire(dict, true);
         update_time();
-        const restored = registry.restore(dict, w.gen, w.slot, w.pid, worker_count(), now());
-        if (restored !== undefined) {
+        const [restored, recounted] = registry.restore(dict, w.gen, w.slot, w.pid, worker_count(), now());
+        if (recounted && !w.counted) {
+            log(WARN, "worker ", w.id, " is counted now: its keys did not fit in shm '", n.shm, "' when it started");
+        } else if (recounted) {
             log(WARN, "worker ", w.id, " is alive but was not counted (it stalled over ", n.interval + n.failed,
                 "s, or the shm lost the module's keys): restored ", restored);
+        } else if (restored !== undefined) {
+            log(WARN, "worker ", w.id, " found records of generation ", w.gen, " missing from shm '", n.shm,
+                "' (lost, or not written while it was full): restored ", restored);
         }
+        w.counted = w.counted || recounted;
         lock.release(dict, hold);
     }
     registry.heartbeat(dict, w.gen, w.slot, now());
@@ -332,19 +359,29 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     const pid = worker_pid();
     const w: Worker = {
         gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false, turn: 0,
+        counted: false,
     };
     const lost = registry.arrive(dict, g, slot, pid, worker_count());
 
     let hold = lock.acquire(dict, false);
     update_time();
     registry.sweep(dict, now(), n.failed);
-    const [mine, dead] = registry.register(dict, g, slot, pid, worker_count(), now());
-    if (dead !== undefined) {
-        // The start callback still counts it (`mine`), as the contract
-        // promises, but the shm drops it now: if this worker is killed in its
-        // callback too, the next respawn must not find two to drop.
-        registry.replace_dead(dict, g, slot, dead, pid);
+    const [mine, dead, counted] = registry.register(dict, g, slot, pid, worker_count(), now());
+    if (mine === undefined) {
+        lock.release(dict, hold);
+        log(WARN, "worker ", w.id, " reached init_worker after generation ", g, " ended (its other workers ",
+            "exited and its master exit ran): it is not tracked, no callback runs for it");
+        return true;
     }
+    w.counted = counted;
+    if (!counted) {
+        log(ERR, "worker ", w.id, " could not be counted (no room for its keys in shm '", n.shm,
+            "'); its heartbeat counts it once there is room");
+    }
+    // The start callback still counts the dead predecessor (`mine`), as the
+    // contract promises, but the shm drops it now: if this worker is killed
+    // in its callback too, the next respawn must not find two to drop.
+    const unqueued = dead !== undefined && !registry.replace_dead(dict, g, slot, dead, pid) ? dead : undefined;
     worker = w;
     const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
     run("worker start", start_cb, w.id, n_prev, mine, n_next);
@@ -354,7 +391,12 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     registry.heartbeat(dict, g, slot, now());
     // Normally just the predecessor; more when a respawned worker was killed
     // in its own start callback before it could report its predecessor.
-    for (const { dead: gone, by } of registry.take_replaced(dict, g, slot)) {
+    const reports = registry.take_replaced(dict, g, slot);
+    if (unqueued !== undefined) {
+        // (its report could not be queued: shm full)
+        reports.push({ dead: unqueued, by: pid });
+    }
+    for (const { dead: gone, by } of reports) {
         const left = registry.count(dict, g);
         log(ERR, "worker ", g, "-", gone, " (pid ", gone, ", slot ", slot, ") crashed: nginx respawned its slot as ",
             g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);

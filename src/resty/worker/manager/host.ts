@@ -4,12 +4,30 @@
  */
 
 import * as ffi from "ffi";
+import { log } from "./log";
+
+const WARN = ngx.WARN;
 
 interface LibC {
     usleep(this: void, usec: number): number;
     kill(this: void, pid: number, sig: number): number;
     /** nginx's own flag for `nginx -t` / `-T` (exported by the binary for FFI). */
     readonly ngx_test_config: number;
+    /** The shm zone (ngx_shm_zone_t *) of a lua_shared_dict's userdata (lua-nginx-module). */
+    ngx_http_lua_ffi_shdict_udata_to_zone(this: void, udata: unknown): unknown;
+    /** nginx: frees a shm mutex held by dead process `pid`; non-zero if it did. */
+    ngx_shmtx_force_unlock(this: void, mtx: unknown, pid: number): number;
+}
+
+/** The lock word of a shm zone's slab mutex: the holder's pid, 0 when free. */
+interface LockWord {
+    [0]: number;
+}
+
+/** The leading fields of nginx's ngx_shmtx_t, all ngx_shmtx_force_unlock reads when semaphore is 0. */
+interface Shmtx {
+    lock: LockWord;
+    semaphore: number;
 }
 
 // Each declaration on its own: another module may have declared the same
@@ -17,6 +35,10 @@ interface LibC {
 pcall(ffi.cdef, "int usleep(unsigned int usec);");
 pcall(ffi.cdef, "int kill(int pid, int sig);");
 pcall(ffi.cdef, "extern uintptr_t ngx_test_config;");
+pcall(ffi.cdef, "void *ngx_http_lua_ffi_shdict_udata_to_zone(void *zone_udata);");
+pcall(ffi.cdef, "uintptr_t ngx_shmtx_force_unlock(void *mtx, int pid);");
+pcall(ffi.cdef, "typedef struct { volatile int64_t *lock; volatile int64_t *wait; uintptr_t semaphore; uintptr_t spare[8]; } "
+                + "resty_worker_manager_shmtx_t;");
 
 const C = ffi.C as LibC;
 const ESRCH = 3;
@@ -55,6 +77,59 @@ function pid_alive(pid: number): boolean {
     return state !== "Z" && state !== "X";
 }
 
+/** The slab mutex's lock word of the zone behind `dict` (nil where the FFI does not reach it). */
+function read_lock_word(dict: NgxSharedDict): LockWord | undefined {
+    // A lua_shared_dict is a table whose [1] is the zone's userdata; the
+    // zone starts { void *data; ngx_shm_t shm { u_char *addr; ... } }, and
+    // the slab pool at addr starts with its mutex's lock word.
+    const udata = (dict as unknown as Record<number, unknown>)[1];
+    const zone = C.ngx_http_lua_ffi_shdict_udata_to_zone(udata);
+    const addr = (ffi.cast("uintptr_t *", zone) as Record<number, unknown>)[1];
+    return ffi.cast("volatile int64_t *", addr) as LockWord;
+}
+
+const lock_words = new LuaTable<NgxSharedDict, LockWord | false>();
+
+/**
+ * Makes sure no dead process holds the mutex nginx takes inside every call on
+ * `dict` (the zone's slab mutex), freeing it where one does. nginx frees it
+ * itself when its master reaps the dead holder, but the master cannot reap
+ * while it runs init_by_lua (nginx blocks SIGCHLD outside its main loop): a
+ * shm call there would wait for a dead holder forever. Waits while a live
+ * holder keeps it (for microseconds, normally).
+ */
+function free_dead_shm_mutex(dict: NgxSharedDict): void {
+    let word = lock_words.get(dict);
+    if (word === undefined) {
+        const [ok, found] = pcall(read_lock_word, dict);
+        word = ok && found !== undefined ? found : false;
+        lock_words.set(dict, word);
+    }
+    if (word === false) {
+        return;
+    }
+    while (true) {
+        const holder = tonumber(word[0]) ?? 0;
+        if (holder === 0) {
+            return;
+        }
+        if (!pid_alive(holder)) {
+            const mtx = ffi.new("resty_worker_manager_shmtx_t") as Shmtx;
+            mtx.lock = word;
+            mtx.semaphore = 0;
+            // Waiters sleeping on the zone's semaphore are woken by the next
+            // ordinary unlock, which our own next shm call makes.
+            if (C.ngx_shmtx_force_unlock(mtx, holder) !== 0) {
+                log(WARN, "the shm zone's mutex was held by dead process ", holder,
+                    " (killed inside a shm call); freed it");
+                return;
+            }
+        } else {
+            pause(0.0005);
+        }
+    }
+}
+
 function read_test_flag(): number {
     return tonumber(C.ngx_test_config) ?? 0;
 }
@@ -81,5 +156,5 @@ function process_type(): ProcessType {
     return ngx.worker.id() !== undefined ? "worker" : "unknown";
 }
 
-export { pause, pid_alive, process_type, testing_config };
+export { pause, pid_alive, free_dead_shm_mutex, process_type, testing_config };
 export type { ProcessType };

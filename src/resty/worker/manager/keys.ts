@@ -53,6 +53,12 @@ function started(g: number, s: number): string {
     return PREFIX + "g" + g + ":started" + s;
 }
 
+/**
+ * The last few generations whose master exit ran ("g g ..."): a worker of
+ * one of them that reaches init_worker only now must not bring it back.
+ */
+const ENDED = PREFIX + "ended";
+
 /** Workers found dead since the node started. */
 const CRASHES = PREFIX + "crashes";
 /** The last of them: "<worker id> <pid> <slot> <time> <cause>". */
@@ -63,7 +69,7 @@ function replaced(g: number, s: number): string {
     return PREFIX + "g" + g + ":replaced" + s;
 }
 
-/** Pid of the process running the generation's master exit, while it runs. */
+/** Pid of the process running the generation's master exit; negative once the callback was entered. */
 function closing(g: number): string {
     return PREFIX + "g" + g + ":closing";
 }
@@ -73,4 +79,4 @@ function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled, closing };
+export { PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled, closing };

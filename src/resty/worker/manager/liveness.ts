@@ -140,19 +140,47 @@ function announce_crash(dict: NgxSharedDict, on_crash: Callback | undefined, gra
     run("crash", on_crash, id, n_prev, left, n_next);
 }
 
-/** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
-function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
-    const [n_prev, n_next] = registry.neighbours(dict, g, now, finder.grace);
-    log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
-    registry.begin_close(dict, g, finder.pid);
-    run("master exit", finder.master_exit, g, n_prev, 0, n_next);
+/**
+ * Runs the master exit of generation `g`, whose last worker is gone, in
+ * process `pid`, then forgets the generation. The closing mark lets others
+ * tell a death before the callback (run it again) from one inside it (not).
+ */
+function end_with_master_exit(dict: NgxSharedDict, master_exit: Callback | undefined, g: number, pid: number,
+                              now: number, grace: number): void {
+    const [n_prev, n_next] = registry.neighbours(dict, g, now, grace);
+    registry.begin_close(dict, g, pid);
+    run("master exit", master_exit, g, n_prev, 0, n_next, () => registry.enter_close(dict, g, pid));
     registry.end_generation(dict, g);
 }
 
-/** A master exit whose process died while running it: at most once, so its records just go. */
+/** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
+function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
+    log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
+    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.grace);
+}
+
+/** The process marked as running the master exit of `g` died before it finished. */
 function cut_short(dict: NgxSharedDict, g: number): boolean {
-    const pid = registry.closer(dict, g);
+    const [pid] = registry.closer(dict, g);
     return pid !== undefined && !pid_alive(pid);
+}
+
+/**
+ * A master exit whose runner died: inside the callback, it counts as run and
+ * the records just go; before it, it is run here.
+ */
+function finish_cut_short(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
+    const [pid, entered] = registry.closer(dict, g);
+    if (entered) {
+        log(NOTICE, "the master exit of generation ", g, " was cut short by the death of process ", pid,
+            "; it is not run again");
+        registry.end_generation(dict, g);
+        return;
+    }
+    log(NOTICE, "generation ", g, " lost its last worker (pid ", pid, ") as it was about to run the master exit; ",
+        "running its master exit here");
+    registry.reopen(dict, g);
+    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.grace);
 }
 
 /**
@@ -181,12 +209,10 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
         if (g !== own && (g !== newest || finder.exiting) && closable(dict, g)) {
             close(dict, finder, g, now);
         } else if (cut_short(dict, g)) {
-            log(NOTICE, "the master exit of generation ", g, " was cut short by the death of process ",
-                registry.closer(dict, g), "; it is not run again");
-            registry.end_generation(dict, g);
+            finish_cut_short(dict, finder, g, now);
         }
     }
 }
 
-export { look, look_in, settle, closable, alive, announce_crash };
+export { look, look_in, settle, closable, alive, announce_crash, end_with_master_exit };
 export type { Suspect, Finder };

@@ -8,7 +8,7 @@
 
 import { log } from "./log";
 import { LOCK } from "./keys";
-import { pause, pid_alive } from "./host";
+import { pause, pid_alive, free_dead_shm_mutex } from "./host";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -25,6 +25,13 @@ const FIRST_STEP = 0.0002;
 /** Seconds of life a dead hold must have left for a takeover to delete it. */
 const TAKEOVER_MARGIN = 1;
 const MAX_STEP = 0.001;
+
+/**
+ * A key of the lock key's size (same slab class) kept allocated: when the shm
+ * is full and the lock key finds no room, deleting it makes that room, so
+ * callbacks still run one at a time. Put back after every release.
+ */
+const RESERVE = LOCK + ":reserve";
 
 /** What a hold is: the token written as the key's value. UNLOCKED when we gave up waiting. */
 type Hold = string;
@@ -55,11 +62,17 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
     update_time();
     const deadline = now() + max_wait;
     let step = FIRST_STEP;
+    let reserve = true;
     while (true) {
         const [ok, err] = dict.safe_add(LOCK, token, EXPTIME);
         if (ok) {
             current = token;
             return token;
+        }
+        if (err === "no memory" && reserve) {
+            reserve = false;
+            dict.delete(RESERVE);
+            continue;
         }
         if (err !== "exists") {
             log(ERR, "cannot take the node lock '", LOCK, "': ", err, "; going on without it");
@@ -93,6 +106,10 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
             sleep(step);
         } else {
             pause(step);
+            // Where this process cannot yield it may be the master in
+            // init_by_lua, which a dead process's hold of the zone would
+            // block for good (see free_dead_shm_mutex).
+            free_dead_shm_mutex(dict);
         }
         step = math.min(step * 2, MAX_STEP);
     }
@@ -142,6 +159,11 @@ function renew(dict: NgxSharedDict, hold: Hold, can_yield: boolean): Hold {
     return acquire(dict, can_yield);
 }
 
+/** Puts the reserve back (or keeps it): the room the lock key just freed, at least. */
+function keep_reserve(dict: NgxSharedDict): void {
+    dict.safe_add(RESERVE, true);
+}
+
 /** Releases the lock if, and only if, it is still this hold. */
 function release(dict: NgxSharedDict, hold: Hold): void {
     if (hold === UNLOCKED) {
@@ -151,6 +173,7 @@ function release(dict: NgxSharedDict, hold: Hold): void {
     const [holder] = dict.get(LOCK);
     if (holder === hold) {
         dict.delete(LOCK);
+        keep_reserve(dict);
     } else {
         log(WARN, "the node lock expired while held by ", hold, "; not releasing ",
             tostring(holder), "'s hold");

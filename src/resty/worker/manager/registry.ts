@@ -61,6 +61,11 @@ function slots(dict: NgxSharedDict, g: number): number {
     return read_number(dict, keys.size(g)) ?? 0;
 }
 
+/** True while fewer workers of `g` reached init_worker than it has slots: some were forked but are not there yet. */
+function unarrived(dict: NgxSharedDict, g: number): boolean {
+    return (read_number(dict, keys.arrived(g)) ?? 0) < slots(dict, g);
+}
+
 /** Pids of `g` that arrived but are not counted: starting (or died while starting). */
 function starting(dict: NgxSharedDict, g: number): number[] {
     const pids: number[] = [];
@@ -79,16 +84,60 @@ function occupant(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[nu
     return $multi(read_number(dict, keys.slot(g, s)), read_number(dict, keys.beat(g, s)));
 }
 
+/** How many ended generations ENDED remembers. */
+const ENDED_KEPT = 16;
+
+/** Remembers that the master exit of `g` ran. */
+function note_ended(dict: NgxSharedDict, g: number): void {
+    const list = read_string(dict, keys.ENDED);
+    let kept = tostring(g);
+    if (list !== undefined) {
+        let n = 1;
+        for (const [h] of string.gmatch(list, "%d+")) {
+            if (n >= ENDED_KEPT) {
+                break;
+            }
+            kept = kept + " " + h;
+            n = n + 1;
+        }
+    }
+    write(dict, keys.ENDED, kept);
+}
+
+/**
+ * The master exit of `g` ran: a worker of it that starts only now (nginx
+ * forked it, but slow user code held it back) must not bring it back.
+ */
+function ended(dict: NgxSharedDict, g: number): boolean {
+    const list = read_string(dict, keys.ENDED);
+    if (list === undefined || has_generation(dict, g)) {
+        return false;
+    }
+    for (const [h] of string.gmatch(list, "%d+")) {
+        if (tonumber(h) === g) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /**
  * Counts a starting worker. Returns its generation's count including itself,
  * and the pid previously counted in the same slot, if any: nginx reuses a
  * slot only for a worker it respawned, so that pid is dead (and, as the
- * contract wants, still counted until `drop_replaced`).
+ * contract wants, still counted until `drop_replaced`); and whether it is
+ * counted. The count is nil when the generation already ended (see ended).
  */
 function register(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
-                  now: number): LuaMultiReturn<[number, number | undefined]> {
+                  now: number): LuaMultiReturn<[number | undefined, number | undefined, boolean]> {
     const previous = read_number(dict, keys.slot(g, s));
     if (!has_generation(dict, g)) {
+        if (ended(dict, g)) {
+            // Its siblings exited and ran its master exit before this worker
+            // got here: what arrive() wrote goes, and nothing is counted.
+            forget(dict, g);
+            return $multi(undefined, undefined, false);
+        }
         // Forgotten as a rolled-back reload while its workers were slow to
         // start: it exists after all, and scans must reach it again.
         write(dict, keys.gen(g), now);
@@ -97,23 +146,29 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
         }
     }
     write(dict, keys.size(g), workers);
-    write(dict, keys.slot(g, s), pid);
+    if (!write(dict, keys.slot(g, s), pid)) {
+        // No room for its slot key (shm full): a worker counted without it
+        // would be counted again by every heartbeat's restore. Left uncounted,
+        // its heartbeat counts it once there is room.
+        return $multi(count(dict, g) + 1, undefined, false);
+    }
     write(dict, keys.beat(g, s), now);
     write(dict, keys.started(g, s), now);
     const mine = add(dict, keys.live(g), 1) ?? 1;
-    return $multi(mine, previous !== pid ? previous : undefined);
+    return $multi(mine, previous !== pid ? previous : undefined, true);
 }
 
 /**
  * Uncounts the dead worker `dead` whose slot `s` a respawned worker took over,
  * and queues it to be reported once the respawned worker's start callback
  * ran: queued, a report survives the respawned worker being killed in turn.
+ * False when the queue could not be written (shm full): the caller reports it.
  */
-function replace_dead(dict: NgxSharedDict, g: number, s: number, dead: number, by: number): void {
+function replace_dead(dict: NgxSharedDict, g: number, s: number, dead: number, by: number): boolean {
     add(dict, keys.live(g), -1);
     const entry = dead + ">" + by;
     const queued = read_string(dict, keys.replaced(g, s));
-    write(dict, keys.replaced(g, s), queued !== undefined ? queued + " " + entry : entry);
+    return write(dict, keys.replaced(g, s), queued !== undefined ? queued + " " + entry : entry);
 }
 
 /** A dead worker and the pid nginx respawned in its place. */
@@ -163,10 +218,11 @@ function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
  * Puts back what a live, counted-to-be worker needs in the shm: its slot
  * after it was dropped by mistake (it stalled, then beat again), or its whole
  * generation after the module's keys were lost (flush_all, eviction, a write
- * that failed while the shm was full). Returns what was restored, or nil.
+ * that failed while the shm was full). Returns what was restored, or nil,
+ * and whether the worker was counted again (its slot restored).
  */
 function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
-                 now: number): string | undefined {
+                 now: number): LuaMultiReturn<[string | undefined, boolean]> {
     let restored: string | undefined = undefined;
     if ((read_number(dict, keys.TOP) ?? 0) < g) {
         write(dict, keys.TOP, g);
@@ -175,16 +231,17 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
     if ((read_number(dict, keys.LOW) ?? g + 1) > g) {
         write(dict, keys.LOW, g);
     }
-    if (!has_generation(dict, g)) {
-        write(dict, keys.gen(g), now);
+    if (!has_generation(dict, g) && write(dict, keys.gen(g), now)) {
         write(dict, keys.size(g), workers);
-        if ((read_number(dict, keys.arrived(g)) ?? 0) <= 0) {
-            add(dict, keys.arrived(g), 1);
+        // A live worker of it is here: it surely got all its workers.
+        if ((read_number(dict, keys.arrived(g)) ?? 0) < workers) {
+            write(dict, keys.arrived(g), workers);
         }
         restored = "generation " + g;
     }
-    if (read_number(dict, keys.slot(g, s)) === undefined) {
-        write(dict, keys.slot(g, s), pid);
+    // Counted only once its slot key is in: a worker whose slot cannot be
+    // written (shm full) must not be counted again at every heartbeat.
+    if (read_number(dict, keys.slot(g, s)) === undefined && write(dict, keys.slot(g, s), pid)) {
         write(dict, keys.arrival(g, s), pid);
         write(dict, keys.beat(g, s), now);
         if (read_number(dict, keys.started(g, s)) === undefined) {
@@ -193,8 +250,9 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
         remove(dict, keys.stalled(g, s));
         add(dict, keys.live(g), 1);
         restored = restored !== undefined ? restored + " and its slot " + s : "slot " + s;
+        return $multi(restored, true);
     }
-    return restored;
+    return $multi(restored, false);
 }
 
 /** The pids of `g` dropped while their process still ran (see uncount). */
@@ -209,12 +267,21 @@ function stalled(dict: NgxSharedDict, g: number): number[] {
     return pids;
 }
 
-/** A stalled worker exits after all: it no longer holds its generation open. */
-function clear_stalled(dict: NgxSharedDict, g: number, s: number, pid: number): void {
+/**
+ * A worker that is not counted exits (it was dropped as stalled, or its slot
+ * never fitted in a full shm): it no longer holds its generation open.
+ * Returns whether it had been dropped as stalled.
+ */
+function clear_uncounted(dict: NgxSharedDict, g: number, s: number, pid: number): boolean {
+    if (read_number(dict, keys.arrival(g, s)) === pid) {
+        remove(dict, keys.arrival(g, s));
+    }
     if (read_number(dict, keys.stalled(g, s)) === pid) {
         remove(dict, keys.stalled(g, s));
         remove(dict, keys.started(g, s));
+        return true;
     }
+    return false;
 }
 
 /** Counts a worker found dead, for status(). */
@@ -277,22 +344,38 @@ function finished(dict: NgxSharedDict, g: number): boolean {
 }
 
 /**
- * Marks that process `pid` runs the master exit of `g` now; its records go
- * once it ran (end_generation). If `pid` dies in between, nobody runs it
- * again: at most once, and the records are forgotten (closer).
+ * Marks that process `pid` is about to run the master exit of `g`; its
+ * records go once it ran (end_generation). Until `enter_close`, a death of
+ * `pid` leaves the master exit to whoever finds it (reopen); after it, the
+ * master exit counts as run: at most once.
  */
 function begin_close(dict: NgxSharedDict, g: number, pid: number): void {
     write(dict, keys.closing(g), pid);
 }
 
-/** The pid running the master exit of `g`, if one is. */
-function closer(dict: NgxSharedDict, g: number): number | undefined {
-    return read_number(dict, keys.closing(g));
+/** The closer of `g` enters the master exit callback (stored as -pid: entered). */
+function enter_close(dict: NgxSharedDict, g: number, pid: number): void {
+    write(dict, keys.closing(g), -pid);
 }
 
-/** Removes the records of a generation whose last worker left. */
+/** The pid running the master exit of `g`, if one is, and whether it entered the callback. */
+function closer(dict: NgxSharedDict, g: number): LuaMultiReturn<[number | undefined, boolean]> {
+    const mark = read_number(dict, keys.closing(g));
+    if (mark === undefined) {
+        return $multi(undefined, false);
+    }
+    return $multi(math.abs(mark), mark < 0);
+}
+
+/** The closer of `g` died before it entered the master exit: `g` is finished, not closing. */
+function reopen(dict: NgxSharedDict, g: number): void {
+    remove(dict, keys.closing(g));
+}
+
+/** Removes the records of a generation whose master exit ran. */
 function end_generation(dict: NgxSharedDict, g: number): void {
     forget(dict, g);
+    note_ended(dict, g);
     advance_low(dict);
 }
 
@@ -383,7 +466,8 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 }
 
 export {
-    begin_generation, arrive, has_generation, count, starting, slots, occupant, register, replace_dead, take_replaced,
-    uncount, restore, stalled, clear_stalled, record_crash, started_at, heartbeat, span, finished, begin_close, closer, end_generation, exists, newest, rolled_back, sweep,
+    begin_generation, arrive, has_generation, count, unarrived, starting, slots, occupant, ended, register,
+    replace_dead, take_replaced, uncount, restore, stalled, clear_uncounted, record_crash, started_at, heartbeat,
+    span, finished, begin_close, enter_close, closer, reopen, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };
