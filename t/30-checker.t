@@ -320,6 +320,41 @@ sub caught {
     caught('... but not 20 s after', \@r, { lock => qr/entered while .*worker_start id=1-101/ });
 }
 
+# ---------------------------------------------------------------- a full shm
+# a worker whose slot key did not fit at its start: its start counts itself,
+# the shm does not, until its heartbeat finds room ("is counted now") or it
+# exits uncounted ("exits while not counted")
+my $NOCOUNT = "[worker-manager] worker 2-104 could not be counted (no room for its keys in shm 'wm'); its heartbeat counts it once there is room";
+{
+    my @r = clean_run();
+    splice @r, at(\@r, 'worker_start', '2-104'), 0, [w => 104, $NOCOUNT];
+    splice @r, at(\@r, 'worker_start', '2-104') + 1, 0,
+        [w => 104, "[worker-manager] worker 2-104 is counted now: its keys did not fit in shm 'wm' when it started"];
+    my $f = findings(write_log(@r), complete => 1);
+    is_deeply($f->{model}, [], 'counted late, before anyone needed it: the model agrees') or diag join "\n", @{ $f->{model} };
+}
+{
+    my @r = clean_run();
+    splice @r, at(\@r, 'worker_start', '2-104'), 0, [w => 104, $NOCOUNT];
+    # never counted: the others do not see it, its own exit counts itself
+    $r[ at(\@r, 'worker_exit', '1-101') ][5] = 1;
+    $r[ at(\@r, 'worker_exit', '1-102') ][5] = 1;
+    $r[ at(\@r, 'master_exit', 1) ][5] = 1;
+    $r[ at(\@r, 'worker_exit', '2-103') ][4] = 1;
+    splice @r, at(\@r, 'worker_exit', '2-104'), 0,
+        [w => 104, "[worker-manager] worker 2-104 exits while not counted (its keys were lost from shm 'wm' or never fitted in it)"];
+    my $f = findings(write_log(@r), complete => 1);
+    is_deeply($f->{model}, [], 'never counted: the model agrees with counts that leave it out') or diag join "\n", @{ $f->{model} };
+    $r[ at(\@r, 'worker_exit', '2-103') ][4] = 2;
+    caught('... and catches a count that includes it', \@r, { model => qr/worker_exit\(2-103.*mine=2, expected 1/ }, complete => 1);
+}
+{
+    my @r = clean_run();
+    splice @r, at(\@r, 'worker_start', '2-104') + 1, 0,
+        [w => 104, "[worker-manager] worker 2-104 is counted now: its keys did not fit in shm 'wm' when it started"];
+    caught('"counted now" for a worker counted at its start', \@r, { model => qr/2-104 counted late but it was counted at its start/ });
+}
+
 # ---------------------------------------------------------------- exits
 {
     my @r = clean_run();

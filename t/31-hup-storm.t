@@ -17,7 +17,10 @@ my $HUPS    = $ENV{WM_STORM_HUPS} // 50;
 my $SPACING = 0.1;
 my $SEED    = $ENV{WM_SEED} // 20240606;
 my $OPTS    = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash") }';
-my @ALLOW   = (qr/exited on signal 9/, qr/\[worker-manager\] worker \d+-\d+ \(pid \d+, slot \d+\) crashed/);
+# (nginx's own recovery from a worker killed inside a shdict call: the
+# master force-unlocks the zone and says so at ALERT)
+my @ALLOW   = (qr/exited on signal 9/, qr/\[worker-manager\] worker \d+-\d+ \(pid \d+, slot \d+\) crashed/,
+               qr/shared memory zone "wm" was locked by \d+/, qr/\[worker-manager\] the shm zone's mutex was held by dead process \d+/);
 
 our $TODO;
 sub todo_unless_strict { $ENV{WM_STRICT} ? undef : shift }
@@ -31,36 +34,6 @@ sub poll {
         return $v if $v || time - $t0 >= $seconds;
         sleep 0.1;
     }
-}
-
-# Known contract violation (t/37-kill-windows.t): the last worker of a
-# generation killed after its worker exit, once the module deleted the
-# generation's records and before its master exit ran: that master exit is
-# lost.  The generations of the log that ended so: a worker exit with n_mine
-# 1, its process then killed, and no master exit.
-sub lost_master_exits {
-    my ($n) = @_;
-    my %me = map { $_->{gen} => 1 } $n->callbacks(event => 'master_exit');
-    my %killed = map { $_->{text} =~ /worker process (\d+) exited on signal 9/ ? ($1 => 1) : () }
-                 $n->grep_log(qr/exited on signal 9/);
-    my %lost;
-    for my $c ($n->callbacks(event => 'worker_exit')) {
-        $lost{ $c->{gen} } = $c->{wpid} if $c->{mine} eq '1' && !$me{ $c->{gen} } && $killed{ $c->{wpid} };
-    }
-    return \%lost;
-}
-
-# TODO reason when every finding of the checker concerns those generations
-sub lost_only {
-    my ($n, $lost) = @_;
-    return undef unless %$lost;
-    my $r = checker_errors($n);
-    my @other = grep { !(/generation (\d+) (?:ended|never got its master exit)/ && $lost->{$1}) }
-                map { @{ $r->{$_} } } qw(lifecycle model lock invariants);
-    return undef if @other;
-    return todo_unless_strict('contract violation (t/37-kill-windows.t): the master exit of generation(s) '
-        . join(', ', map { "$_ (last worker $_-$lost->{$_} killed after its worker exit)" } sort { $a <=> $b } keys %$lost)
-        . ' is never run');
 }
 
 # every generation older than the newest has its master exit and only the
@@ -106,16 +79,16 @@ sub storm_ok {
     my ($n, $label, $r) = @_;
     ok($r->{requests} > 0, "[$label] the load ($r->{tool}) got answers during the storm");
     cmp_ok($r->{ok}, '>=', 0.95 * $r->{requests}, "[$label] >= 95% of them 2xx ($r->{ok} of $r->{requests}; $r->{errors} socket errors)");
-    # (45 s: a kill of the lock holder while the master waits for the lock in
-    # a reload stalls the master for the lock's 30 s expiry, see t/37)
-    my $settled = poll(sub { settled($n) }, 45);
-    {
-        my $lost = lost_master_exits($n);
-        local $TODO = !$settled && %$lost
-            ? todo_unless_strict('generation(s) ' . join(', ', sort { $a <=> $b } keys %$lost) . ' never closed (t/37-kill-windows.t)')
-            : undef;
-        ok($settled, "[$label] every older generation closed, only the newest one's workers left");
+    my $settled = poll(sub { settled($n) }, 20);
+    if (!$settled && (my $frozen = $n->frozen)) {
+        # (t/37-kill-windows.t: a worker killed holding the dict's mutex
+        # while the master, in on_init_by_lua of a reload, waits for it)
+        ok(0, "[$label] every older generation closed, only the newest one's workers left: the node is frozen ($frozen)");
+        checker_ok($n, label => "$label, frozen", complete => 0);
+        $n->cleanup;
+        return 0;
     }
+    ok($settled, "[$label] every older generation closed, only the newest one's workers left");
     is(scalar $n->get('/ping'), 200, "[$label] nginx serves after the storm");
     my @ms = $n->callbacks(event => 'master_start');
     my @me = $n->callbacks(event => 'master_exit');
@@ -132,11 +105,9 @@ sub storm_ok {
     $me{ $_->{gen} }++ for $n->callbacks(event => 'master_exit');
     my %ws = map { $_->{gen} => 1 } $n->callbacks(event => 'worker_start');
     my @bad = grep { ($me{$_} // 0) != 1 } sort { $a <=> $b } keys %ws;
-    my $lost = lost_master_exits($n);
-    local $TODO = @bad && !grep({ !$lost->{$_} } @bad)
-        ? todo_unless_strict("generation(s) @bad lost their master exit (t/37-kill-windows.t)") : undef;
     ok(!@bad, "[$label] every generation with workers got exactly one master exit")
         or diag "  master exits per generation: " . join ', ', map { "$_: " . ($me{$_} // 0) } @bad;
+    return 1;
 }
 
 # --- the storm, with load
@@ -145,7 +116,7 @@ sub storm_ok {
     my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS);
     $n->start;
     my ($r) = storm($n, $label);
-    storm_ok($n, $label, $r);
+    storm_ok($n, $label, $r) or last;
     checker_ok($n, label => $label);
     no_errors_ok($n, "[$label] no errors");
 }
@@ -159,7 +130,7 @@ sub storm_ok {
     $n->start;
     my ($r, $kills) = storm($n, $label, kill => 0.25);
     cmp_ok(scalar @$kills, '>=', 3, "[$label] workers were killed during the storm (" . scalar(@$kills) . ')');
-    storm_ok($n, $label, $r);
+    storm_ok($n, $label, $r) or last;
     my @crash = $n->callbacks(event => 'crash');
     note "[$label] " . scalar(@crash) . " crash callbacks, " . scalar(drops($n)) . " drops, "
         . scalar($n->grep_log(qr/crashed while starting/)) . " 'crashed while starting', "
@@ -169,7 +140,7 @@ sub storm_ok {
     # mine=1 for 2, a master exit while a worker it never dropped runs);
     # reproduce with the seed above and WM_STRICT=1.
     checker_ok($n, label => $label,
-               todo => lost_only($n, lost_master_exits($n))
+               todo => known($n)
                     // todo_unless_strict('kills racing reloads: open finding of issue 6 (seed printed above)'));
     no_errors_ok($n, "[$label] no errors but the kills and the module's reports of them", @ALLOW);
 }

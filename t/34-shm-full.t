@@ -150,12 +150,17 @@ sub lock_full_ok {
     no_escape_ok($n, $label);
     my @we = $n->callbacks(since => $mark, event => 'worker_exit');
     is(scalar @we, 8, "[$label] eight worker exits");
+    is(scalar(keys %per), 0, "[$label] no worker is counted again while it is counted ("
+       . join(', ', map { "$_ x$per{$_}" } sort keys %per) . ')');
+    my ($max) = sort { $b <=> $a } map { $_->{mine} } @we;
+    cmp_ok($max // 0, '<=', 8, "[$label] worker exits' n_mine never above the 8 workers (max $max)");
+    my @nocount = $n->grep_log(qr/\[worker-manager\] worker \S+ could not be counted \(no room/);
+    note "[$label] " . scalar(@nocount) . " workers could not be counted at their start";
     {
-        local $TODO = todo_unless_strict("contract violation: a worker whose slot keys do not fit is 'restored' on every heartbeat "
-                         . "and counted again each time (" . join(', ', map { "$_ x$per{$_}" } sort keys %per) . ')');
-        is(scalar(keys %per) ? 0 : 1, 1, "[$label] no worker is counted again while it is counted");
-        my ($max) = sort { $b <=> $a } map { $_->{mine} } @we;
-        cmp_ok($max // 0, '<=', 8, "[$label] worker exits' n_mine never above the 8 workers (max $max)");
+        # A worker whose keys never fit is invisible to the others (README,
+        # Limitations): the master exit may then run before its exit.
+        local $TODO = @nocount ? todo_unless_strict(scalar(@nocount) . ' workers could not be counted (no room for their keys): '
+                                                   . 'the others cannot see them (README: Limitations)') : undef;
         one_master_exit_each_ok($n, $label);
         invariants_ok($n, name => "[$label] run invariants hold");
         model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
@@ -193,9 +198,11 @@ sub lock_full_ok {
     ok($st, "[$label] status() counts every live worker again: " . join(' ', split /\n/, $st ? $st->{body} : ''));
     is($st->{generation}, 2, "[$label] ... generation 2") if $st;
     my $gone = "2-$victim";
-    {
-        local $TODO = todo_unless_strict("contract violation: the worker killed while the dict was full ($gone) is never reported "
-                         . "(its respawn could not write its slot's 'replaced' key)");
+    if ($n->grep_log(qr/\[worker-manager\] worker \Q$gone\E could not be counted \(no room/)) {
+        # never counted, so nothing to drop; its start said so at ERR
+        ok(!$n->grep_log(qr/\[worker-manager\] worker \Q$gone\E \(pid $victim, slot \d+\) crashed/),
+           "[$label] the killed $gone was never counted (no room for its keys): no drop to report");
+    } else {
         ok(scalar $n->grep_log(qr/\[worker-manager\] worker \Q$gone\E \(pid $victim, slot \d+\) crashed/),
            "[$label] the kill -9 of $gone is reported (ERR naming worker id and pid)");
         ok(scalar $n->callbacks(event => 'crash'), "[$label] ... and on_crash ran for it");
@@ -223,13 +230,18 @@ sub lock_full_ok {
         # an atomic count decides it), but which of the last two workers runs
         # it can then differ from the one whose worker exit came last.
         my @nolock = $n->grep_log($LOCK_RE);
-        local $TODO = @nolock ? todo_unless_strict(scalar(@nolock) . ' lock takes failed for no memory') : undef;
+        my @found = lifecycle_errors($n);
+        local $TODO = @nolock && @found ? todo_unless_strict(scalar(@nolock) . ' lock takes failed for no memory') : undef;
         lifecycle_ok($n, name => "[$label] lifecycle invariants");
     }
     invariants_ok($n, name => "[$label] run invariants hold");
     {
-        local $TODO = todo_unless_strict('counts are wrong while the dict is full (see the diagnostics: a reload seen as a stop, '
-                         . 'n_mine 1 twice, the killed worker never dropped)');
+        # The records of generation 2 (its master start's key, its workers'
+        # slots) could not be written while the dict was full: until room
+        # returned the exits of generation 1 could not see it (n_next nil).
+        my @lost = $n->grep_log(qr/failed to write shm key 'lua-resty-worker-manager:g\d+': no memory/);
+        local $TODO = @lost ? todo_unless_strict('counts are wrong while the dict is full: ' . scalar(@lost)
+                                                . " generation records could not be written (README: Limitations)") : undef;
         model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
     }
     lock_full_ok($n, $label);

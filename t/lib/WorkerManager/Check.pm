@@ -23,7 +23,8 @@ use Test::More ();
 
 our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
                  lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one ghost_starts
-                 invariant_errors invariants_ok checker_ok checker_errors);
+                 invariant_errors invariants_ok checker_ok checker_errors
+                 late_starters);
 
 sub cb_str {
     my $c = shift;
@@ -232,7 +233,14 @@ our $LOST_RE    = qr/\[worker-manager\] worker (\d+)-(\d+) \(pid (\d+), slot (\d
 # its ]slot S"
 our $RECOUNT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) (?:was dropped as crashed but is alive|is alive but was not counted)/;
 our $LATE_RE    = qr/\[worker-manager\] worker (\d+)-(\d+) exits after it was dropped for a late heartbeat/;
-our $BEHALF_RE  = qr/\[worker-manager\] generation (\d+) lost its last worker without an exit; running its master exit here/;
+# a shm too full for a starting worker's keys: its start counts itself but
+# the shm does not ("could not be counted"), until a heartbeat finds room
+# ("is counted now"); if none did, its exit counts itself on top ("exits
+# while not counted")
+our $NOCOUNT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) could not be counted \(no room/;
+our $LATECOUNT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) is counted now: its keys did not fit/;
+our $UNCOUNTED_EXIT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) exits while not counted/;
+our $BEHALF_RE  = qr/\[worker-manager\] generation (\d+) lost its last worker [^;]*; running its master exit here/;
 our $SIGNAL_RE  = qr/worker process (\d+) exited on signal (\d+)/;
 our $TAKEOVER_RE = qr/\[worker-manager\] took over the node lock from dead process (\d+)/;
 
@@ -299,11 +307,18 @@ sub counted_at {
 sub model_exact_errors {
     my ($n, %o) = @_;
     my %phantom = map { $_ => 1 } @{ $o{phantom} // [] };
-    my (%alive, %exists, %stalled, %dead, %due, %dropped, %late, @err);
+    my (%alive, %exists, %stalled, %dead, %due, %dropped, %late, %nocount, @err);
     my @ev;
-    for my $e ($n->grep_log(qr/$DROP_RE|$LOST_RE|$RECOUNT_RE|$LATE_RE|$SIGNAL_RE/, since => $o{since})) {
+    for my $e ($n->grep_log(qr/$DROP_RE|$LOST_RE|$RECOUNT_RE|$LATE_RE|$NOCOUNT_RE|$LATECOUNT_RE|$UNCOUNTED_EXIT_RE|$SIGNAL_RE/,
+                            since => $o{since})) {
         my $t = $e->{text};
-        if ($t =~ $LOST_RE) {
+        if ($t =~ $NOCOUNT_RE) {
+            push @ev, { kind => 'nocount', gen => $1, wpid => $2, idx => $e->{idx} };
+        } elsif ($t =~ $LATECOUNT_RE) {
+            push @ev, { kind => 'latecount', gen => $1, wpid => $2, idx => $e->{idx} };
+        } elsif ($t =~ $UNCOUNTED_EXIT_RE) {
+            push @ev, { kind => 'uncounted_exit', gen => $1, wpid => $2, idx => $e->{idx} };
+        } elsif ($t =~ $LOST_RE) {
             push @ev, { kind => 'lost', gen => $1, wpid => $2, pid => $3, slot => $4,
                         idx => $e->{idx}, logpid => $e->{pid}, line => $e->{line} };
         } elsif ($t =~ $DROP_RE) {
@@ -370,6 +385,19 @@ sub model_exact_errors {
             $due{$wid} = $x;
             next;
         }
+        if ($x->{kind} eq 'nocount') { $nocount{"$x->{gen}-$x->{wpid}"} = 1; next }
+        if ($x->{kind} eq 'latecount') {
+            my ($g, $wid) = ($x->{gen}, "$x->{gen}-$x->{wpid}");
+            push @err, "#$x->{idx} $wid counted late but it was counted at its start" unless delete $nocount{$wid};
+            push @err, "#$x->{idx} $wid counted late but it is counted already" if $alive{$g}{$wid};
+            $alive{$g}{$wid} = 1;
+            next;
+        }
+        if ($x->{kind} eq 'uncounted_exit') {
+            my $wid = "$x->{gen}-$x->{wpid}";
+            push @err, "#$x->{idx} $wid exits 'while not counted' but it was counted" unless $nocount{$wid};
+            next;
+        }
         if ($x->{kind} eq 'lost') {
             my ($g, $wid) = ($x->{gen}, "$x->{gen}-$x->{wpid}");
             push @err, "#$x->{idx} $wid reported crashed before it was counted, but it is counted" if $alive{$g}{$wid};
@@ -412,10 +440,10 @@ sub model_exact_errors {
         } elsif ($c->{event} eq 'worker_start') {
             push @err, cb_str($c) . ": worker start of a generation without master start" unless $exists{$g};
             push @err, cb_str($c) . ": worker id started twice" if $alive{$g}{$wid};
-            $alive{$g}{$wid} = 1;
+            if ($nocount{$wid}) { $self_extra = 1 } else { $alive{$g}{$wid} = 1 }
         } elsif ($c->{event} eq 'worker_exit') {
             if (!$alive{$g}{$wid}) {
-                if ($stalled{$g}{$wid} && $late{$wid}) {
+                if (($stalled{$g}{$wid} && $late{$wid}) || $nocount{$wid}) {
                     $self_extra = 1;
                 } else {
                     push @err, cb_str($c) . ": exit of a worker that is not counted"
@@ -1014,6 +1042,17 @@ sub checker_errors {
     $r{invariants} = $inv;
     $r{notes} = $notes;
     return \%r;
+}
+
+# worker starts of a generation after its (first) master exit (issue 6's
+# "late starter": a worker nginx forked that reached its start only after its
+# siblings had closed the generation)
+sub late_starters {
+    my ($n, %o) = @_;
+    my %me;
+    $me{ $_->{gen} } //= $_->{idx} for $n->callbacks(since => $o{since}, event => 'master_exit');
+    return grep { defined $me{ $_->{gen} } && $_->{idx} > $me{ $_->{gen} } }
+           $n->callbacks(since => $o{since}, event => 'worker_start');
 }
 
 # no error/crit/alert/emerg entries except the allowed ones

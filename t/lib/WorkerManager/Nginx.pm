@@ -18,7 +18,7 @@ package WorkerManager::Nginx;
 # since =>), wait_exit($timeout), mark(),
 # grep_log($re, since =>), entries(), callbacks(since =>, event =>, gen =>),
 # enter_leave(), errors(allow => [...]), dump_log(), worker_pids(all =>),
-# children(), run_cmd(@args), get($path), get_async/finish, block_workers($ms),
+# children(), frozen(), run_cmd(@args), get($path), get_async/finish, block_workers($ms),
 # cleanup() (also from DESTROY and END: KILLs whatever of the node is left);
 # WorkerManager::Nginx->from_log($file, ...) reads a log written elsewhere.
 #
@@ -46,6 +46,7 @@ use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Spec;
 use File::Temp qw(tempdir);
+use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
@@ -499,6 +500,24 @@ sub worker_pids {
     return @p;
 }
 
+# A master that hangs: blocked on a futex (a shm mutex) with a child it does
+# not reap (a zombie), twice 0.5 s apart.  Returns a description or ''.
+sub frozen {
+    my ($self) = @_;
+    my $m = $self->{master} or return '';
+    my $look = sub {
+        open my $f, '<', "/proc/$m/wchan" or return '';
+        my $w = <$f> // '';
+        return '' unless $w =~ /futex/;
+        opendir my $d, '/proc' or return '';
+        my @z = grep { my $st = /^\d+$/ && _proc_stat($_); $st && $st->{ppid} == $m && $st->{state} eq 'Z' } readdir $d;
+        return @z ? "master $m blocked in $w, unreaped child(ren) @z" : '';
+    };
+    my $first = $look->() or return '';
+    sleep 0.5;
+    return $look->();
+}
+
 # Wait until the master is gone (and every worker we know of).
 sub wait_exit {
     my ($self, $timeout) = @_;
@@ -570,11 +589,15 @@ sub get {
     print {$s} "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
     my $resp = '';
     my $t0 = time;
+    my $limit = $o{timeout} // 5;
+    # (a read timeout too: a node whose workers hang must not hang the test)
+    my $sel = IO::Select->new($s);
     while (1) {
+        my $left = $limit - (time - $t0);
+        last if $left <= 0 || !$sel->can_read($left);
         my $n = sysread($s, my $buf, 65536);
         last unless $n;
         $resp .= $buf;
-        last if time - $t0 > ($o{timeout} // 5);
     }
     close $s;
     my ($head, $body) = split /\r\n\r\n/, $resp, 2;
