@@ -416,6 +416,26 @@ describe("liveness", function()
             assert.same({}, crashes)
         end)
 
+        it("reports the predecessor of a respawned worker killed in its start callback, when it drops that worker", function()
+            generation{ 101, 102 }
+            generation{ ME, 202 }                   -- a reload came since
+            -- generation 1, slot 1: 102 died, nginx respawned 150, which
+            -- dropped 102 (queued for its report) and was killed in its
+            -- start callback; no respawn of generation 1 will follow
+            kill(102)
+            registry.arrive(dict, 1, 1, 150, 2)
+            local _, dead = registry.register(dict, 1, 1, 150, 2, env.now())
+            assert.equal(102, dead)
+            registry.replace_dead(dict, 1, 1, 102, 150)
+            liveness.settle(dict, finder(), { { gen = 1, slot = 1, pid = 150, cause = "its process is gone" } }, env.now())
+            assert.same({ "crash 1-150", "crash 1-102" }, order)
+            assert.same({ { "1-150", nil, 1, 2 }, { "1-102", nil, 1, 2 } }, crashes)
+            assert.equal(1, #env.logs_at("ERR", "worker 1-102 (pid 102, slot 1) crashed: nginx respawned its slot as 1-150"),
+                         env.dump_logs())
+            assert.equal(1, registry.count(dict, 1))
+            assert.same({}, registry.take_replaced(dict, 1, 1))
+        end)
+
         it("runs an OLD generation's master exit once when its last worker is dropped, and removes its keys", function()
             generation{ 101 }
             generation{ 201 }

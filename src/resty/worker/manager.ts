@@ -391,17 +391,8 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     registry.heartbeat(dict, g, slot, now());
     // Normally just the predecessor; more when a respawned worker was killed
     // in its own start callback before it could report its predecessor.
-    const reports = registry.take_replaced(dict, g, slot);
-    if (unqueued !== undefined) {
-        // (its report could not be queued: shm full)
-        reports.push({ dead: unqueued, by: pid });
-    }
-    for (const { dead: gone, by } of reports) {
-        const left = registry.count(dict, g);
-        log(ERR, "worker ", g, "-", gone, " (pid ", gone, ", slot ", slot, ") crashed: nginx respawned its slot as ",
-            g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);
-        liveness.announce_crash(dict, n.on_crash, n.failed, g, gone, slot, "respawned", left, now());
-    }
+    liveness.report_replaced(dict, n.on_crash, n.failed, g, slot, now(),
+                             unqueued !== undefined ? { dead: unqueued, by: pid } : undefined);
     if (lost !== undefined) {
         // Killed while it waited for the lock: never counted, so nothing to
         // drop, but the crash is still reported.

@@ -341,7 +341,11 @@ sub model_exact_errors {
     # respawned worker's start callback, and reports it once that worker (or,
     # if it was killed in that callback, the next respawn) can: the drop is
     # dated right after the start of the worker named in the report.
-    my %start_idx = map { $_->{id} => $_->{idx} } grep { $_->{kind} eq 'cb' && $_->{event} eq 'worker_start' } @ev;
+    # (a respawned worker killed in its own start callback has no logged
+    # start: its inferred one dates the drop of its predecessor, which the
+    # module then reports when it drops the respawned worker in turn)
+    my %start_idx = map { $_->{kind} eq 'ghost' ? ($_->{wid} => $_->{idx}) : ($_->{id} => $_->{idx}) }
+                    grep { ($_->{kind} eq 'cb' && $_->{event} eq 'worker_start') || $_->{kind} eq 'ghost' } @ev;
     for my $x (grep { $_->{kind} eq 'drop' } @ev) {
         next unless ($x->{cause} // '') =~ /respawned its slot as (\d+-\d+)/;
         $x->{idx} = $start_idx{$1} + 0.5 if defined $start_idx{$1} && $start_idx{$1} < $x->{idx};

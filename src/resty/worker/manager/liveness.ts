@@ -153,6 +153,25 @@ function end_with_master_exit(dict: NgxSharedDict, master_exit: Callback | undef
     registry.end_generation(dict, g);
 }
 
+/**
+ * Reports the dead workers of slot `s` of `g` that a respawned worker dropped
+ * (registry.replace_dead) but has not reported yet, oldest first; `extra`
+ * is one whose report could not be queued (shm full).
+ */
+function report_replaced(dict: NgxSharedDict, on_crash: Callback | undefined, grace: number, g: number, s: number,
+                         now: number, extra?: { dead: number; by: number }): void {
+    const reports = registry.take_replaced(dict, g, s);
+    if (extra !== undefined) {
+        reports.push(extra);
+    }
+    for (const { dead, by } of reports) {
+        const left = registry.count(dict, g);
+        log(ERR, "worker ", g, "-", dead, " (pid ", dead, ", slot ", s, ") crashed: nginx respawned its slot as ",
+            g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);
+        announce_crash(dict, on_crash, grace, g, dead, s, "respawned", left, now);
+    }
+}
+
 /** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
 function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
     log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
@@ -196,11 +215,19 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
         const [pid, beat] = registry.occupant(dict, x.gen, x.slot);
         const respawnable = x.gen === newest && !finder.exiting;
         if (pid === x.pid && diagnose(pid, beat, now, finder.overdue, respawnable) !== undefined) {
-            const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid, pid_alive(x.pid));
+            const running = pid_alive(x.pid);
+            const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid, running);
             if (counted) {
                 log(ERR, "worker ", x.gen, "-", x.pid, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
                     "; dropped from the counts, ", left, " left in generation ", x.gen);
                 announce_crash(dict, finder.on_crash, finder.grace, x.gen, x.pid, x.slot, x.cause, left, now);
+                if (!running) {
+                    // A respawned worker killed in its own start callback took
+                    // its predecessor's report with it; nginx may respawn the
+                    // slot no more in this generation (a reload came), so no
+                    // successor would ever give it.
+                    report_replaced(dict, finder.on_crash, finder.grace, x.gen, x.slot, now);
+                }
             }
         }
     }
@@ -214,5 +241,5 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
 }
 
-export { look, look_in, settle, closable, alive, announce_crash, end_with_master_exit };
+export { look, look_in, settle, closable, alive, announce_crash, report_replaced, end_with_master_exit };
 export type { Suspect, Finder };
