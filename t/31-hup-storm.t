@@ -22,9 +22,6 @@ my $OPTS    = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash"
 my @ALLOW   = (qr/exited on signal 9/, qr/\[worker-manager\] worker \d+-\d+ \(pid \d+, slot \d+\) crashed/,
                qr/shared memory zone "wm" was locked by \d+/, qr/\[worker-manager\] the shm zone's mutex was held by dead process \d+/);
 
-our $TODO;
-sub todo_unless_strict { $ENV{WM_STRICT} ? undef : shift }
-
 # poll $code for up to $seconds without failing a test
 sub poll {
     my ($code, $seconds) = @_;
@@ -135,13 +132,9 @@ sub storm_ok {
     note "[$label] " . scalar(@crash) . " crash callbacks, " . scalar(drops($n)) . " drops, "
         . scalar($n->grep_log(qr/crashed while starting/)) . " 'crashed while starting', "
         . scalar($n->grep_log(qr/took over the node lock/)) . " lock takeovers";
-    # Open (issue 6): kills that race a reload can still leave the exact
-    # replay and the run invariants with findings (a gen-3 start seeing
-    # mine=1 for 2, a master exit while a worker it never dropped runs);
-    # reproduce with the seed above and WM_STRICT=1.
-    checker_ok($n, label => $label,
-               todo => known($n)
-                    // todo_unless_strict('kills racing reloads: open finding of issue 6 (seed printed above)'));
+    # (a finding here replays with the seed above: the kill decisions are
+    # the same, nginx's timing is not)
+    checker_ok($n, label => $label);
     no_errors_ok($n, "[$label] no errors but the kills and the module's reports of them", @ALLOW);
 }
 
