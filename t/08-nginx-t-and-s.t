@@ -90,9 +90,6 @@ my @stray = grep { !$known{ $_->{logpid} } } @all;
 is(scalar @stray, 0, 'every callback came from the master (or nginx before daemonizing) or a worker')
     or diag cbs_str(@stray);
 is(join(',', map { $_->{id} } select_cbs(\@all, event => 'master_start')), '1,2,3', 'generations 1, 2, 3');
-lifecycle_ok($n);
-model_ok($n);
-lock_ok($n);
-invariants_ok($n);
+checker_ok($n);
 no_errors_ok($n);
 done_testing;

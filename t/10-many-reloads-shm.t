@@ -74,9 +74,6 @@ $n->signal('QUIT');
 ok($n->wait_exit, 'QUIT stops nginx');
 cb_is(exactly_one([ $n->callbacks(since => $mark, event => 'master_exit') ], 'one master_exit on QUIT'),
       [$g, 0, 0, 'nil'], "master_exit($g, 0, 0, nil)");
-lifecycle_ok($n);
-model_ok($n);
-lock_ok($n);
-invariants_ok($n);
+checker_ok($n);
 no_errors_ok($n);
 done_testing;

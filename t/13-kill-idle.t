@@ -15,12 +15,8 @@ my $OPTS = '{ shm = "wm", interval = 1, on_crash = wm.rec("crash") }';
 
 sub end_ok {
     my ($n, $label, @allow) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay of the module's drops)", exact => 1, on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
-    no_errors_ok($n, "[$label] no errors but the kills and the module's reports of them",
-                 qr/exited on signal 9/, @allow);
+    checker_ok($n, label => $label, on_crash => 1, complete => 1);
+    no_errors_ok($n, "[$label] no errors but the kills and the module's reports of them", qr/exited on signal 9/, @allow);
 }
 
 # kill the given start callbacks' workers at once; wait for each respawn's

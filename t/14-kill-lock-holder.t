@@ -16,14 +16,9 @@ my $CRASH = 'wm.rec("crash")';
 
 sub end_ok {
     my ($n, $label, %o) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay of the module's drops)",
-             exact => 1, on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap (the killed holder's hold ends with its death)",
-            killed => $o{killed} // 1);
-    invariants_ok($n, name => "[$label] run invariants hold");
-    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it",
-                 qr/exited on signal 9/, @{ $o{allow} // [] });
+    # (lock: the killed holder's hold ends with its death)
+    checker_ok($n, label => $label, on_crash => 1, complete => 1, killed => $o{killed} // 1);
+    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it", qr/exited on signal 9/, @{ $o{allow} // [] });
 }
 
 # Kill the process in the slow callback whose WMCB line matches $re (logged

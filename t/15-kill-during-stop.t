@@ -18,12 +18,8 @@ my $OPTS = '{ shm = "wm", interval = 1, on_crash = wm.rec("crash") }';
 
 sub end_ok {
     my ($n, $label, @allow) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay of the module's drops)", exact => 1, on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
-    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it",
-                 qr/exited on signal 9/, @allow);
+    checker_ok($n, label => $label, on_crash => 1, complete => 1);
+    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it", qr/exited on signal 9/, @allow);
 }
 
 for my $hook (0, 1) {

@@ -15,11 +15,7 @@ my $OPTS = '{ shm = "wm", interval = 1, on_crash = wm.rec("crash") }';
 
 sub end_ok {
     my ($n, $label, $complete, @allow) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay of the module's drops)",
-             exact => 1, on_crash => 1, complete => $complete);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, on_crash => 1, complete => $complete);
     no_errors_ok($n, "[$label] no errors" . (@allow ? ' but the kill and its report' : ''), @allow);
 }
 

@@ -18,10 +18,7 @@ my $TESTSHM = 'lua_shared_dict wm_test 64k;';
 
 sub end_ok {
     my ($n, $label, @allow) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, on_crash => 1, complete => 1);
     no_errors_ok($n, "[$label] no errors", @allow);
 }
 

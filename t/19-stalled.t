@@ -22,11 +22,7 @@ my $BACK = qr/\[worker-manager\] worker (\S+) (?:$AGAIN|exits after it was dropp
 
 sub end_ok {
     my ($n, $label, @allow) = @_;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay of drops, stalls and recounts)",
-             exact => 1, on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, on_crash => 1, complete => 1);
     no_errors_ok($n, "[$label] no errors but the module's reports", @allow);
 }
 

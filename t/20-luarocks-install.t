@@ -46,9 +46,6 @@ cb_is(exactly_one([select_cbs(\@c, event => 'master_start', gen => 2)], 'master 
 cb_is(exactly_one([select_cbs(\@c, event => 'master_exit', gen => 2)], 'master exit 2'), [2, 0, 0, 'nil'],
       'master_exit(2, 0, 0, nil)');
 is(scalar select_cbs(\@c, event => 'worker_start'), 4, 'four worker starts');
-lifecycle_ok($n);
-model_ok($n);
-lock_ok($n);
-invariants_ok($n);
+checker_ok($n);
 no_errors_ok($n);
 done_testing;

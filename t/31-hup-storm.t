@@ -22,17 +22,6 @@ my $OPTS    = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash"
 my @ALLOW   = (qr/exited on signal 9/, qr/\[worker-manager\] worker \d+-\d+ \(pid \d+, slot \d+\) crashed/,
                qr/shared memory zone "wm" was locked by \d+/, qr/\[worker-manager\] the shm zone's mutex was held by dead process \d+/);
 
-# poll $code for up to $seconds without failing a test
-sub poll {
-    my ($code, $seconds) = @_;
-    my $t0 = time;
-    while (1) {
-        my $v = $code->();
-        return $v if $v || time - $t0 >= $seconds;
-        sleep 0.1;
-    }
-}
-
 # every generation older than the newest has its master exit and only the
 # newest one's workers run
 sub settled {

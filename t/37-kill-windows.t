@@ -48,17 +48,6 @@ sub exit_pausing_at {
 
 sub master_exits { my ($n, $g) = @_; scalar $n->callbacks(event => 'master_exit', gen => $g) }
 
-# poll $code for up to $seconds without failing a test (unlike wait_until)
-sub poll {
-    my ($code, $seconds) = @_;
-    my $t0 = time;
-    while (1) {
-        my $v = $code->();
-        return $v if $v || time - $t0 >= $seconds;
-        sleep 0.05;
-    }
-}
-
 for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the close mark'], ['run', 'marked closing, the master exit not entered'],
               ['end_generation', 'after the master exit']) {
     my ($fn, $where) = @$case;

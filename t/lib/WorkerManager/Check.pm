@@ -20,11 +20,12 @@ use strict;
 use warnings;
 use Exporter 'import';
 use Test::More ();
+use Time::HiRes ();
 
 our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
                  lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one ghost_starts
                  invariant_errors invariants_ok checker_ok checker_errors
-                 late_starters);
+                 late_starters poll);
 
 sub cb_str {
     my $c = shift;
@@ -1046,6 +1047,19 @@ sub checker_errors {
     $r{invariants} = $inv;
     $r{notes} = $notes;
     return \%r;
+}
+
+# poll($code, $seconds, $step): calls $code until it returns true or
+# $seconds passed, every $step s (0.05); its last value.  Unlike the
+# driver's wait_until, running out is no failure.
+sub poll {
+    my ($code, $seconds, $step) = @_;
+    my $t0 = Time::HiRes::time();
+    while (1) {
+        my $v = $code->();
+        return $v if $v || Time::HiRes::time() - $t0 >= $seconds;
+        Time::HiRes::sleep($step // 0.05);
+    }
 }
 
 # worker starts of a generation after its (first) master exit (issue 6's

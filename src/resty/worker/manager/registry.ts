@@ -145,7 +145,10 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
             write(dict, keys.LOW, g);
         }
     }
-    write(dict, keys.size(g), workers);
+    if (slots(dict, g) !== workers) {
+        // (arrive() wrote it, unless the shm lost it since)
+        write(dict, keys.size(g), workers);
+    }
     if (!write(dict, keys.slot(g, s), pid)) {
         // No room for its slot key (shm full): a worker counted without it
         // would be counted again by every heartbeat's restore. Left uncounted,
