@@ -103,4 +103,25 @@ for my $stop ('TERM', 'QUIT') {
     no_errors_ok($n, "[$label] no errors");
 }
 
+# a worker whose own code fails before the module's hook never arrives: the
+# others' graceful exits wait for it only while the generation is young
+# (`failed`, 2 s here), then the last of them runs the master exit
+{
+    my $label = 'a worker that never reaches the hook, QUIT';
+    my $n = WorkerManager::Nginx->new(workers => 2, exit_hook => 1, opts => '{ shm = "wm", interval = 1, failed = 2 }',
+                                      init_worker_extra => 'if ngx.worker.id() == 1 then error("user code fails here") end');
+    $n->start(wait => 0);
+    $n->wait_log(qr/user code fails here/, desc => "[$label] slot 1's init_worker code fails");
+    $n->wait_log(qr/WMREADY /, desc => "[$label] slot 0 started");
+    $n->signal('QUIT');
+    ok($n->wait_exit(20), "[$label] QUIT stops nginx");
+    my @c = $n->callbacks;
+    note "[$label] callbacks:\n" . cbs_str(@c);
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_start')), '1', "[$label] one worker start, n_mine 1");
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '1', "[$label] its exit, n_mine 1");
+    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master exit"), [1, 'nil', 0, 'nil'],
+          "[$label] master_exit(1, nil, 0, nil)");
+    checker_ok($n, label => $label);
+}
+
 done_testing;

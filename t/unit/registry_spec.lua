@@ -625,11 +625,20 @@ describe("registry", function()
     describe("unarrived", function()
         it("is true while fewer workers reached init_worker than the generation has slots", function()
             registry.begin_generation(dict, env.now())
-            assert.is_false(registry.unarrived(dict, 1))    -- no slot count known yet
+            assert.is_false(registry.unarrived(dict, 1, env.now(), GRACE))    -- no slot count known yet
             registry.arrive(dict, 1, 0, 100, 2)
-            assert.is_true(registry.unarrived(dict, 1))
+            assert.is_true(registry.unarrived(dict, 1, env.now(), GRACE))
             registry.arrive(dict, 1, 1, 101, 2)
-            assert.is_false(registry.unarrived(dict, 1))
+            assert.is_false(registry.unarrived(dict, 1, env.now(), GRACE))
+        end)
+
+        it("is false once the generation is older than the grace: a missing worker will not come", function()
+            registry.begin_generation(dict, env.now())
+            registry.arrive(dict, 1, 0, 100, 2)
+            env.advance(GRACE - 0.1)
+            assert.is_true(registry.unarrived(dict, 1, env.now(), GRACE))
+            env.advance(0.2)
+            assert.is_false(registry.unarrived(dict, 1, env.now(), GRACE))
         end)
     end)
 

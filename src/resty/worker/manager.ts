@@ -212,9 +212,9 @@ function leave(can_yield: boolean): void {
     if (can_yield) {
         // Siblings nginx forked that have not reached init_worker yet (slow
         // user code before this module's hook) would otherwise start after
-        // this generation's master exit: they get `failed` seconds to show up.
+        // this generation's master exit: they may, until it is `failed` s old.
         while (registry.newer_undecided(dict, w.gen, now(), n.failed)
-               || (registry.unarrived(dict, w.gen) && now() - began < n.failed)) {
+               || registry.unarrived(dict, w.gen, now(), n.failed)) {
             sleep(UNDECIDED_STEP);
             update_time();
         }

@@ -61,9 +61,15 @@ function slots(dict: NgxSharedDict, g: number): number {
     return read_number(dict, keys.size(g)) ?? 0;
 }
 
-/** True while fewer workers of `g` reached init_worker than it has slots: some were forked but are not there yet. */
-function unarrived(dict: NgxSharedDict, g: number): boolean {
-    return (read_number(dict, keys.arrived(g)) ?? 0) < slots(dict, g);
+/**
+ * True while fewer workers of `g` reached init_worker than it has slots, and
+ * `g` is younger than `grace` seconds: nginx forks a generation's workers
+ * together, so only then may a missing one still come (one whose code before
+ * this module's hook failed never will).
+ */
+function unarrived(dict: NgxSharedDict, g: number, now: number, grace: number): boolean {
+    const started = read_number(dict, keys.gen(g));
+    return started !== undefined && now - started < grace && (read_number(dict, keys.arrived(g)) ?? 0) < slots(dict, g);
 }
 
 /** Pids of `g` that arrived but are not counted: starting (or died while starting). */
