@@ -37,7 +37,7 @@ pcall(ffi.cdef, "int kill(int pid, int sig);");
 pcall(ffi.cdef, "extern uintptr_t ngx_test_config;");
 pcall(ffi.cdef, "void *ngx_http_lua_ffi_shdict_udata_to_zone(void *zone_udata);");
 pcall(ffi.cdef, "uintptr_t ngx_shmtx_force_unlock(void *mtx, int pid);");
-pcall(ffi.cdef, "typedef struct { volatile int64_t *lock; volatile int64_t *wait; uintptr_t semaphore; uintptr_t spare[8]; } "
+pcall(ffi.cdef, "typedef struct { volatile unsigned long *lock; volatile unsigned long *wait; uintptr_t semaphore; uintptr_t spare[8]; } "
                 + "resty_worker_manager_shmtx_t;");
 
 const C = ffi.C as LibC;
@@ -83,9 +83,25 @@ function read_lock_word(dict: NgxSharedDict): LockWord | undefined {
     // zone starts { void *data; ngx_shm_t shm { u_char *addr; ... } }, and
     // the slab pool at addr starts with its mutex's lock word.
     const udata = (dict as unknown as Record<number, unknown>)[1];
+    // (indexing C raises where nginx does not export the symbol: then the
+    // caller's pcall turns the check off rather than fail later)
+    const unlock = C.ngx_shmtx_force_unlock;
+    if (unlock === undefined) {
+        return undefined;
+    }
+    if (udata === undefined) {
+        return undefined;
+    }
     const zone = C.ngx_http_lua_ffi_shdict_udata_to_zone(udata);
+    // (a NULL pointer cdata equals nil in LuaJIT; reading through it would crash)
+    if (zone === undefined) {
+        return undefined;
+    }
     const addr = (ffi.cast("uintptr_t *", zone) as Record<number, unknown>)[1];
-    return ffi.cast("volatile int64_t *", addr) as LockWord;
+    if (addr === undefined || tonumber(addr) === 0) {
+        return undefined;
+    }
+    return ffi.cast("volatile unsigned long *", addr) as LockWord;
 }
 
 const lock_words = new LuaTable<NgxSharedDict, LockWord | false>();
