@@ -115,6 +115,11 @@ const lock_words = new LuaTable<NgxSharedDict, LockWord | false>();
  * holder keeps it (for microseconds, normally).
  */
 function free_dead_shm_mutex(dict: NgxSharedDict): void {
+    if (ngx.worker.id() !== undefined) {
+        // A worker's dead holder is reaped, and the mutex freed, by its
+        // master in its main loop: only the master itself needs this.
+        return;
+    }
     let word = lock_words.get(dict);
     if (word === undefined) {
         const [ok, found] = pcall(read_lock_word, dict);
