@@ -535,7 +535,7 @@ sub row56 {
         note_row($row, "capacity - free_space() counts whole 4 KiB pages, and a page stays taken while any "
             . "slot of it is (during a reload two generations' keys coexist, so it can rise to that peak and stay there); "
             . "the slab estimate adds up, per key, 68 B of node header + key + value rounded up to a power of two; "
-            . "the keys are the module's own (prefix lua-resty-worker-manager:); "
+            . "the keys are the module's own (prefix lua-resty-worker-manager:) but the transient lock key and takeover markers; "
             . sprintf("%d reloads of 2 workers took %.1f s, %d reloads of 32 workers %.1f s",
                       $P{mem_reloads}, $t2, $P{mem_reloads32}, $t32));
     }

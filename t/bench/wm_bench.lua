@@ -116,7 +116,10 @@ function M.shm_report(name)
     local n_mod, payload, slab = 0, 0, 0
     local names = {}
     for _, k in ipairs(keys) do
-        if k:sub(1, #PREFIX) == PREFIX then
+        -- (the lock itself and a takeover marker come and go: a heartbeat
+        -- may hold the lock right now, a marker lives 30 s after a takeover)
+        local transient = k == PREFIX .. "lock" or k:sub(1, #PREFIX + 14) == PREFIX .. "lock:takeover:"
+        if k:sub(1, #PREFIX) == PREFIX and not transient then
             local v = d:get(k)
             if v ~= nil then
                 n_mod = n_mod + 1

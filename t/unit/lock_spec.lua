@@ -128,6 +128,19 @@ describe("lock", function()
         assert.same({ 4242 }, env.pid_checks)
     end)
 
+    it("asks whether a live holder lives when it first sees the hold, then every 5 ms, not at every step", function()
+        dict:safe_add(LOCK, B .. ":9", 30)      -- B lives and keeps it
+        assert.is_nil(lock.try_acquire(dict, false, 0.1))
+        assert.is_true(#env.pauses > 60, "steps: " .. #env.pauses)
+        assert.is_true(#env.pid_checks >= 18 and #env.pid_checks <= 22, "checks: " .. #env.pid_checks)
+        -- a new hold is checked at once
+        env.pid_checks = {}
+        dict:delete(LOCK)
+        dict:safe_add(LOCK, "4242:1", 30)       -- 4242 is dead
+        assert.equal(A .. ":2", lock.acquire(dict, false))
+        assert.same({ 4242 }, env.pid_checks)
+    end)
+
     it("does not delete a hold that another process took over in the meantime", function()
         dict:safe_add(LOCK, "4242:7", 30)
         -- While A checks whether 4242 lives, B (faster) takes the lock over.

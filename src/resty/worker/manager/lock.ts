@@ -25,6 +25,8 @@ const FIRST_STEP = 0.0002;
 /** Seconds of life a dead hold must have left for a takeover to delete it. */
 const TAKEOVER_MARGIN = 1;
 const MAX_STEP = 0.001;
+/** Seconds between two checks that the same holder still lives. */
+const CHECK_HOLDER_AFTER = 0.005;
 
 /**
  * A key of the lock key's size (same slab class) kept allocated: when the shm
@@ -63,6 +65,8 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
     const deadline = now() + max_wait;
     let step = FIRST_STEP;
     let reserve = true;
+    let watched: unknown = undefined;
+    let checked_at = now();
     while (true) {
         const [ok, err] = dict.safe_add(LOCK, token, EXPTIME);
         if (ok) {
@@ -79,7 +83,17 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
             return UNLOCKED;
         }
         const [holder] = dict.get(LOCK);
-        const pid = holder_pid(holder);
+        // Whether the holder lives is asked when a hold is first seen, then
+        // every CHECK_HOLDER_AFTER: it costs a syscall and a /proc read, and
+        // dozens of workers starting at once would otherwise ask it at every
+        // step of their wait.
+        let check = false;
+        if (holder !== watched || now() - checked_at >= CHECK_HOLDER_AFTER) {
+            watched = holder;
+            checked_at = now();
+            check = true;
+        }
+        const pid = check ? holder_pid(holder) : undefined;
         if (pid !== undefined && !pid_alive(pid)) {
             // The holder died without releasing (kill -9, segfault): its pid is
             // gone, so waiting for the expiry would only stall the node. Of
