@@ -273,6 +273,13 @@ function beat(w: Worker, n: Node): void {
         // This worker is alive and not exiting, so it must be counted: it was
         // dropped while it stalled, or the shm lost the module's keys.
         const hold = lock.acquire(dict, true);
+        if (w.exited) {
+            // Its exit began while this beat waited for the lock (nginx fires
+            // the next beat early on QUIT and HUP, and it does not wait for
+            // this one): counting it again now would count an exited worker.
+            lock.release(dict, hold);
+            return;
+        }
         update_time();
         const [restored, recounted] = registry.restore(dict, w.gen, w.slot, w.pid, worker_count(), now());
         if (recounted && !w.counted) {
@@ -293,11 +300,20 @@ function beat(w: Worker, n: Node): void {
     const [suspects, closing] = liveness.look(dict, finder, w.gen, w.slot, w.turn, now());
     if (suspects.length > 0 || closing) {
         const hold = lock.acquire(dict, true);
+        if (w.exited) {
+            // (as above: its exit, which looks around itself, came first)
+            lock.release(dict, hold);
+            return;
+        }
         update_time();
         liveness.settle(dict, finder, suspects, now());
-        // Callbacks run by settle may have taken a while.
+        // Callbacks run by settle may have taken a while, and may have
+        // yielded to this worker's exit: a beat after it would leave a key
+        // of its ended generation behind.
         update_time();
-        registry.heartbeat(dict, w.gen, w.slot, now());
+        if (!w.exited) {
+            registry.heartbeat(dict, w.gen, w.slot, now());
+        }
         lock.release(dict, hold);
     }
 }
