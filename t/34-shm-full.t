@@ -104,6 +104,19 @@ sub no_escape_ok {
     ok(!@esc, "[$label] no Lua error escapes") or diag join '', map { "  $_->{line}\n" } @esc[0 .. ($#esc < 5 ? $#esc : 5)];
 }
 
+# QUIT with generation 3's two workers running: exits 2, 1, then exactly
+# one master_exit(3, 0, 0, nil)
+sub quit_ok {
+    my ($n, $label) = @_;
+    my $mark = $n->mark;
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    my @c = $n->callbacks(since => $mark);
+    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits 2, 1");
+    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master exit"),
+          [3, 0, 0, 'nil'], "[$label] master_exit(3, 0, 0, nil)");
+}
+
 sub one_master_exit_each_ok {
     my ($n, $label) = @_;
     my %me;
@@ -215,13 +228,7 @@ sub lock_full_ok {
     is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_start')), '1,2', "[$label] generation 3 starts 1, 2");
     is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit', gen => 2)), '2,1', "[$label] generation 2 exits 2, 1");
     $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] generation 2 gone");
-    $mark = $n->mark;
-    $n->signal('QUIT');
-    ok($n->wait_exit, "[$label] QUIT stops nginx");
-    @c = $n->callbacks(since => $mark);
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits 2, 1");
-    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master exit"),
-          [3, 0, 0, 'nil'], "[$label] master_exit(3, 0, 0, nil)");
+    quit_ok($n, $label);
     one_master_exit_each_ok($n, $label);
     no_escape_ok($n, $label);
     {
@@ -272,13 +279,7 @@ sub lock_full_ok {
     # a flush while nothing is running in the module, then kill -9 (the respawn must find its predecessor gone)
     $n->get('/flush');
     sleep 2.5;
-    $mark = $n->mark;
-    $n->signal('QUIT');
-    ok($n->wait_exit, "[$label] QUIT stops nginx");
-    @c = $n->callbacks(since => $mark);
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits 2, 1");
-    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master exit"),
-          [3, 0, 0, 'nil'], "[$label] master_exit(3, 0, 0, nil)");
+    quit_ok($n, $label);
     no_escape_ok($n, $label);
     checker_ok($n, label => $label, wiped => $flush->{idx});
     no_errors_ok($n, "[$label] no errors");

@@ -208,7 +208,7 @@ function leave(can_yield: boolean): void {
     // nginx forks a reload's workers before it handles a stop signal, so on
     // a fast stop they show up within moments, unless it was rolled back.
     update_time();
-    const began = now();
+    let grace = n.failed;
     if (can_yield) {
         // Siblings nginx forked that have not reached init_worker yet (slow
         // user code before this module's hook) would otherwise start after
@@ -219,12 +219,17 @@ function leave(can_yield: boolean): void {
             update_time();
         }
     } else {
-        while (registry.newer_undecided(dict, w.gen, now(), n.failed) && now() - began < FAST_STOP_WAIT) {
+        const began = now();
+        while (registry.newer_undecided(dict, w.gen, now(), n.failed)) {
+            if (now() - began >= FAST_STOP_WAIT) {
+                // Still no worker: a rolled-back reload, counted as absent.
+                grace = 0;
+                break;
+            }
             pause(FAST_STOP_STEP);
             update_time();
         }
     }
-    const grace = can_yield || !registry.newer_undecided(dict, w.gen, now(), n.failed) ? n.failed : 0;
 
     // In the exit hook, a timer of this very process that the fast stop
     // abandoned may still hold the lock: it will never run again, so its hold
@@ -264,6 +269,21 @@ function leave(can_yield: boolean): void {
     lock.release(dict, hold);
 }
 
+/**
+ * The lock for a heartbeat's work, or nil when this worker's exit began while
+ * the beat waited for it: nginx fires the next beat early on QUIT and HUP and
+ * does not wait for this one, and the exit (which looks around itself) has
+ * done the work; restoring this worker now would count an exited worker.
+ */
+function lock_for_beat(w: Worker, dict: NgxSharedDict): lock.Hold | undefined {
+    const hold = lock.acquire(dict, true);
+    if (w.exited) {
+        lock.release(dict, hold);
+        return undefined;
+    }
+    return hold;
+}
+
 /** The heartbeat: proves this worker alive and looks for workers that died. */
 function beat(w: Worker, n: Node): void {
     const dict = n.dict;
@@ -272,12 +292,8 @@ function beat(w: Worker, n: Node): void {
     if (pid !== w.pid || !registry.has_generation(dict, w.gen)) {
         // This worker is alive and not exiting, so it must be counted: it was
         // dropped while it stalled, or the shm lost the module's keys.
-        const hold = lock.acquire(dict, true);
-        if (w.exited) {
-            // Its exit began while this beat waited for the lock (nginx fires
-            // the next beat early on QUIT and HUP, and it does not wait for
-            // this one): counting it again now would count an exited worker.
-            lock.release(dict, hold);
+        const hold = lock_for_beat(w, dict);
+        if (hold === undefined) {
             return;
         }
         update_time();
@@ -299,10 +315,8 @@ function beat(w: Worker, n: Node): void {
     const finder = finder_for(n, w, false);
     const [suspects, closing] = liveness.look(dict, finder, w.gen, w.slot, w.turn, now());
     if (suspects.length > 0 || closing) {
-        const hold = lock.acquire(dict, true);
-        if (w.exited) {
-            // (as above: its exit, which looks around itself, came first)
-            lock.release(dict, hold);
+        const hold = lock_for_beat(w, dict);
+        if (hold === undefined) {
             return;
         }
         update_time();

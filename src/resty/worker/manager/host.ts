@@ -83,13 +83,9 @@ function read_lock_word(dict: NgxSharedDict): LockWord | undefined {
     // zone starts { void *data; ngx_shm_t shm { u_char *addr; ... } }, and
     // the slab pool at addr starts with its mutex's lock word.
     const udata = (dict as unknown as Record<number, unknown>)[1];
-    // (indexing C raises where nginx does not export the symbol: then the
-    // caller's pcall turns the check off rather than fail later)
-    const unlock = C.ngx_shmtx_force_unlock;
-    if (unlock === undefined) {
-        return undefined;
-    }
-    if (udata === undefined) {
+    // Resolved here, where the caller's pcall turns the check off if nginx
+    // does not export it (indexing ffi.C raises then), not at first use.
+    if ((type(C.ngx_shmtx_force_unlock) as string) !== "cdata" || udata === undefined) {
         return undefined;
     }
     const zone = C.ngx_http_lua_ffi_shdict_udata_to_zone(udata);

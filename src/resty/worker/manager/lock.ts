@@ -87,13 +87,12 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
         // every CHECK_HOLDER_AFTER: it costs a syscall and a /proc read, and
         // dozens of workers starting at once would otherwise ask it at every
         // step of their wait.
-        let check = false;
+        let pid: number | undefined = undefined;
         if (holder !== watched || now() - checked_at >= CHECK_HOLDER_AFTER) {
             watched = holder;
             checked_at = now();
-            check = true;
+            pid = holder_pid(holder);
         }
-        const pid = check ? holder_pid(holder) : undefined;
         if (pid !== undefined && !pid_alive(pid)) {
             // The holder died without releasing (kill -9, segfault): its pid is
             // gone, so waiting for the expiry would only stall the node. Of
