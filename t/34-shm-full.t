@@ -1,6 +1,6 @@
-# The shm full (issue 6): a lua_shared_dict far too small for the node (12k,
-# 8 workers), and a dict the user's own code fills (safe_set until "no
-# memory") or empties with flush_all().  Promised: each failed write is an
+# The shm full (issue 6): the smallest lua_shared_dict (12k) for 6 workers,
+# which fits, and for 24, far too small; and a dict the user's own code
+# fills (safe_set until "no memory") or empties with flush_all().  Promised: each failed write is an
 # ERR line naming its key, no Lua error escapes, nginx keeps serving; and
 # when room returns (the user's keys deleted, or after flush_all) the module
 # recovers: within a few heartbeats status() counts every live worker again,
@@ -140,10 +140,37 @@ sub lock_full_ok {
     lock_ok($n, name => "[$label] callbacks never overlap (" . scalar(@nolock) . " lock takes failed for no memory)");
 }
 
-# --- far too small: 12k for 8 workers
+# --- the smallest zone nginx accepts (12k: 31 entries of 128 bytes) holds
+# a node of 6 workers, across reloads and a crash (README, Keys in the shm:
+# 2N + 16 entries while it reloads): nothing fails, and the counts are exact
 {
-    my $label = '12k, 8 workers';
-    my $n = WorkerManager::Nginx->new(workers => 8, shm_size => '12k', opts => $OPTS);
+    my $label = '12k, 6 workers';
+    my $n = WorkerManager::Nginx->new(workers => 6, shm_size => '12k', opts => $OPTS);
+    $n->start;
+    $n->reload;
+    my ($victim) = grep { $_->{gen} == 2 && $_->{slot} eq '3' } $n->callbacks(event => 'worker_start');
+    my $mark = $n->mark;
+    $n->kill_worker($victim->{pid}, 'KILL');
+    $n->wait_log(qr/\bWMCB crash id=\Q$victim->{id}\E /, since => $mark, desc => "[$label] on_crash for $victim->{id}");
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 6 }, desc => "[$label] generation 1 gone");
+    $n->reload;
+    $n->wait_until(sub { $n->worker_pids(all => 1) == 6 }, desc => "[$label] generation 2 gone");
+    $mark = $n->mark;
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    is(join(',', map { $_->{mine} } $n->callbacks(since => $mark, event => 'worker_exit')), '6,5,4,3,2,1',
+       "[$label] QUIT: exits 6 down to 1");
+    is(scalar $n->grep_log(qr/\[worker-manager\] (?:failed to (?:write|update) shm key|cannot take the node lock|.*could not be counted)/),
+       0, "[$label] every write fitted");
+    checker_ok($n, label => $label, on_crash => 1, complete => 1);
+    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it", qr/exited on signal 9/,
+                 qr/\[worker-manager\] worker \Q$victim->{id}\E \(pid $victim->{pid}, slot 3\) crashed: nginx respawned its slot/);
+}
+
+# --- far too small: 12k for 24 workers
+{
+    my $label = '12k, 24 workers';
+    my $n = WorkerManager::Nginx->new(workers => 24, shm_size => '12k', opts => $OPTS);
     $n->start;
     sleep 3.5;    # a few heartbeats
     my @w = $n->grep_log($KEYS_RE);
@@ -151,9 +178,9 @@ sub lock_full_ok {
     is(scalar(grep { $_->{level} ne 'error' } @w), 0, "[$label] ... all at ERR");
     note "[$label] e.g. $w[0]{text}" if @w;
     my %served;
-    for (1 .. 40) { my ($c, $b) = $n->get('/ping'); $served{$1} = 1 if $c == 200 && $b =~ /^pong (\d+)/ }
+    for (1 .. 120) { my ($c, $b) = $n->get('/ping'); $served{$1} = 1 if $c == 200 && $b =~ /^pong (\d+)/ }
     ok(scalar keys %served, "[$label] nginx serves (" . scalar(keys %served) . " workers answered)");
-    is(scalar $n->worker_pids, 8, "[$label] all 8 workers run");
+    is(scalar $n->worker_pids, 24, "[$label] all 24 workers run");
     my @restore = $n->grep_log(qr/is alive but was not counted .*: restored/);
     my %per;
     $per{$_}++ for map { $_->{text} =~ /worker (\d+-\d+) is alive/ ? $1 : () } @restore;
@@ -162,11 +189,11 @@ sub lock_full_ok {
     ok($n->wait_exit, "[$label] QUIT stops nginx");
     no_escape_ok($n, $label);
     my @we = $n->callbacks(since => $mark, event => 'worker_exit');
-    is(scalar @we, 8, "[$label] eight worker exits");
+    is(scalar @we, 24, "[$label] 24 worker exits");
     is(scalar(keys %per), 0, "[$label] no worker is counted again while it is counted ("
        . join(', ', map { "$_ x$per{$_}" } sort keys %per) . ')');
     my ($max) = sort { $b <=> $a } map { $_->{mine} } @we;
-    cmp_ok($max // 0, '<=', 8, "[$label] worker exits' n_mine never above the 8 workers (max $max)");
+    cmp_ok($max // 0, '<=', 24, "[$label] worker exits' n_mine never above the 24 workers (max $max)");
     my @nocount = $n->grep_log(qr/\[worker-manager\] worker \S+ could not be counted \(no room/);
     note "[$label] " . scalar(@nocount) . " workers could not be counted at their start";
     {

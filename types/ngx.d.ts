@@ -41,6 +41,8 @@ interface NgxSharedDict {
         LuaMultiReturn<[true, undefined, boolean] | [false, string, boolean]>;
     safe_add(this: NgxSharedDict, key: string, value: string | number | boolean, exptime?: number, flags?: number):
         LuaMultiReturn<[true, undefined] | [false, string]>;
+    replace(this: NgxSharedDict, key: string, value: string | number | boolean, exptime?: number, flags?: number):
+        LuaMultiReturn<[true, undefined, boolean] | [false, string, boolean]>;
     incr(this: NgxSharedDict, key: string, value: number, init?: number, init_ttl?: number):
         LuaMultiReturn<[number, undefined, boolean] | [undefined, string, boolean]>;
     delete(this: NgxSharedDict, key: string): void;

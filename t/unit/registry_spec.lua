@@ -22,6 +22,11 @@ describe("registry", function()
         stub.uninstall()
     end)
 
+    -- The worker counted in slot s of generation g beats now.
+    local function beat(g, s)
+        registry.heartbeat(dict, g, s, (registry.occupant(dict, g, s)), env.now())
+    end
+
     -- Workers of generation g in slots 0..n-1, pids base, base+1, ...;
     -- each arrives, then registers (what on_init_worker_by_lua does).
     local function start_workers(g, n, base)
@@ -256,8 +261,7 @@ describe("registry", function()
                 after[k] = dict:get(k)
             end
             assert.same(before, after)
-            for _, k in ipairs{ "g1", "g1:arrived", "g1:beat0", "g1:beat1", "g1:live", "g1:size",
-                                "g1:slot0", "g1:slot1" } do
+            for _, k in ipairs{ "g1", "g1:arrived", "g1:live", "g1:size", "g1:slot0", "g1:slot1" } do
                 assert.is_not_nil(after[P .. k], k)
             end
             -- sweeping again finds nothing more to say
@@ -342,15 +346,40 @@ describe("registry", function()
             assert.equal(3, registry.count(dict, 1))
         end)
 
-        it("records the slot's pid, its heartbeat time and the generation size", function()
+        it("records the slot's pid, heartbeat and start time in one key, and the generation size", function()
             env.advance(1.25)
-            registry.register(dict, 1, 1, 101, 4, env.now())
-            assert.equal(101, dict:get(P .. "g1:slot1"))
-            assert.equal(env.now(), dict:get(P .. "g1:beat1"))
+            local t0 = env.now()
+            registry.arrive(dict, 1, 1, 101, 4)
+            registry.register(dict, 1, 1, 101, 4, t0)
+            -- the pid as the entry's flags, the times as hex milliseconds
+            assert.same({ "000004c5022 000004c5022", 101 }, { dict:get(P .. "g1:slot1") })
+            assert.same({ 101, t0, t0 }, { registry.occupant(dict, 1, 1) })
             assert.equal(4, dict:get(P .. "g1:size"))
+            -- counted: its arrival is not needed any more
+            assert.is_nil(dict:get(P .. "g1:arrival1"))
             env.advance(10)
-            registry.heartbeat(dict, 1, 1, env.now())
-            assert.equal(env.now(), dict:get(P .. "g1:beat1"))
+            beat(1, 1)
+            assert.same({ 101, env.now(), t0 }, { registry.occupant(dict, 1, 1) })
+        end)
+
+        it("rewrites the heartbeat in place: it succeeds in a full shm", function()
+            registry.register(dict, 1, 1, 101, 4, env.now())
+            fake_dict.fill(dict, "other:")
+            env.advance(10)
+            beat(1, 1)
+            assert.same({ 101, env.now(), 5000 }, { registry.occupant(dict, 1, 1) })
+            assert.same({}, env.logs_at("ERR"))
+        end)
+
+        it("lets a heartbeat write only the record of its own pid, and never bring back a dropped one", function()
+            registry.register(dict, 1, 1, 101, 4, env.now())
+            env.advance(10)
+            registry.heartbeat(dict, 1, 1, 999, env.now())
+            assert.same({ 101, 5000, 5000 }, { registry.occupant(dict, 1, 1) })
+            registry.uncount(dict, 1, 1, 101)
+            registry.heartbeat(dict, 1, 1, 101, env.now())
+            assert.is_nil(dict:get(P .. "g1:slot1"))
+            assert.equal(0, registry.count(dict, 1))
         end)
 
         it("returns the previous pid of the slot when nginx respawned it", function()
@@ -359,7 +388,7 @@ describe("registry", function()
             local mine, dead = registry.register(dict, 1, 0, 150, 2, env.now())
             assert.equal(3, mine)   -- the dead one is still counted
             assert.equal(100, dead)
-            assert.equal(150, dict:get(P .. "g1:slot0"))
+            assert.equal(150, (registry.occupant(dict, 1, 0)))
             registry.replace_dead(dict, 1, 0, 100, 150)
             assert.equal(2, registry.count(dict, 1))
             -- reported later, once: the queue names the dead pid and its successor
@@ -396,13 +425,21 @@ describe("registry", function()
             assert.equal(0, registry.count(dict, 1))
         end)
 
-        it("removes the worker's slot and heartbeat", function()
+        it("removes the worker's slot key", function()
             start_workers(1, 2, 100)
             registry.uncount(dict, 1, 1, 101)
             assert.is_nil(dict:get(P .. "g1:slot1"))
-            assert.is_nil(dict:get(P .. "g1:beat1"))
-            assert.equal(100, dict:get(P .. "g1:slot0"))
-            assert.is_not_nil(dict:get(P .. "g1:beat0"))
+            assert.same({ 100, 5000, 5000 }, { registry.occupant(dict, 1, 0) })
+        end)
+
+        it("remembers a stalled worker with its start time, which a restore keeps", function()
+            start_workers(1, 2, 100)
+            env.advance(30)
+            assert.same({ true, 1 }, { registry.uncount(dict, 1, 1, 101, true) })
+            assert.same({ 101 }, registry.stalled(dict, 1))
+            assert.equal("slot 1", registry.restore(dict, 1, 1, 101, 2, env.now()))
+            assert.same({ 101, env.now(), 5000 }, { registry.occupant(dict, 1, 1) })
+            assert.same({}, registry.stalled(dict, 1))
         end)
 
         it("queues a dead predecessor until reported, even across a second respawn", function()
@@ -426,8 +463,7 @@ describe("registry", function()
             registry.replace_dead(dict, 1, 0, 100, 150)
             -- a stale exit of 100 (say from another path) must not erase 150's slot
             assert.same({ false, 1 }, { registry.uncount(dict, 1, 0, 100) })
-            assert.equal(150, dict:get(P .. "g1:slot0"))
-            assert.is_not_nil(dict:get(P .. "g1:beat0"))
+            assert.equal(150, (registry.occupant(dict, 1, 0)))
         end)
 
         it("uncounts a pid once: a second call says 'not counted' and decrements nothing", function()
@@ -441,8 +477,7 @@ describe("registry", function()
             -- it left for good: not 'starting' either
             assert.same({}, registry.starting(dict, 1))
             assert.is_nil(dict:get(P .. "g1:arrival0"))
-            assert.equal(101, dict:get(P .. "g1:slot1"))
-            assert.equal(101, dict:get(P .. "g1:arrival1"))
+            assert.equal(101, (registry.occupant(dict, 1, 1)))
         end)
 
         it("keeps a newer arrival in the slot (a respawned worker still starting)", function()
@@ -457,7 +492,7 @@ describe("registry", function()
             start_workers(1, 2, 100)
             assert.same({ false, 2 }, { registry.uncount(dict, 1, 1, 100) })
             assert.same({ false, 2 }, { registry.uncount(dict, 1, 5, 100) })
-            assert.equal(101, dict:get(P .. "g1:slot1"))
+            assert.equal(101, (registry.occupant(dict, 1, 1)))
             assert.equal(2, registry.count(dict, 1))
         end)
     end)
@@ -467,7 +502,7 @@ describe("registry", function()
             dict:set("someone-else:key", "v")
             registry.begin_generation(dict, env.now())
             local pids1 = start_workers(1, 3, 100)
-            registry.heartbeat(dict, 1, 2, env.now())
+            beat(1, 2)
             registry.begin_generation(dict, env.now())
             start_workers(2, 2, 200)
             local keys2 = gen_keys(2)
@@ -485,7 +520,7 @@ describe("registry", function()
             registry.replace_dead(dict, 1, 0, 100, 150)
             registry.uncount(dict, 1, 1, 101)
             assert.same({ true, 0 }, { registry.uncount(dict, 1, 2, 102) })
-            assert.equal(100, dict:get(P .. "g1:slot0"))
+            assert.equal(100, (registry.occupant(dict, 1, 0)))
             registry.end_generation(dict, 1)
             assert.same({}, gen_keys(1))
         end)
@@ -497,7 +532,7 @@ describe("registry", function()
                 local pids = start_workers(g, 3, base)
                 env.advance(10)
                 for s = 0, 2 do
-                    registry.heartbeat(dict, g, s, env.now())
+                    beat(g, s)
                 end
                 -- slot 1 crashes and is respawned
                 local _, dead = registry.register(dict, g, 1, base + 50, 3, env.now())
@@ -551,7 +586,7 @@ describe("registry", function()
             assert.equal("slot 1", registry.restore(dict, 1, 1, 101, 2, env.now()))
             assert.equal(2, registry.count(dict, 1))
             assert.same({}, registry.starting(dict, 1))
-            assert.same({ 101, env.now() }, { registry.occupant(dict, 1, 1) })
+            assert.same({ 101, env.now(), env.now() }, { registry.occupant(dict, 1, 1) })
             assert.is_false(registry.finished(dict, 1))
         end)
 
@@ -565,7 +600,7 @@ describe("registry", function()
             registry.arrive(dict, 1, 1, 150, 2)
             registry.register(dict, 1, 1, 150, 2, env.now())
             assert.is_nil(registry.restore(dict, 1, 1, 101, 2, env.now()))
-            assert.equal(150, dict:get(P .. "g1:slot1"))
+            assert.equal(150, (registry.occupant(dict, 1, 1)))
             assert.equal(2, registry.count(dict, 1))
         end)
 
@@ -576,13 +611,60 @@ describe("registry", function()
             assert.equal(1, registry.count(dict, 1))
             assert.equal(1, dict:get(P .. "top"))
             assert.equal(1, dict:get(P .. "low"))
-            assert.same({ 101, env.now() }, { registry.occupant(dict, 1, 1) })
+            assert.same({ 101, env.now(), env.now() }, { registry.occupant(dict, 1, 1) })
             -- the next reload is generation 2, not 1 again
             assert.equal(2, registry.begin_generation(dict, env.now()))
             -- the other worker restores its own slot on its next beat
             assert.equal("slot 0", registry.restore(dict, 1, 0, 100, 2, env.now()))
             assert.equal(2, registry.count(dict, 1))
             assert.is_nil(registry.restore(dict, 1, 0, 100, 2, env.now()))
+        end)
+    end)
+
+    describe("entry sizes", function()
+        -- nginx adds 68 bytes of node to key and value and allocates in
+        -- powers of two: up to 60 bytes of key and value take 128, the
+        -- least an entry takes; one byte more takes 256, a size class that a
+        -- small zone may have no page left for.
+        local function too_big()
+            local out = {}
+            for _, k in ipairs(fake_dict.keys(dict, "^" .. P:gsub("%-", "%%-"))) do
+                local v = dict:get(k)
+                local size = #k + (type(v) == "number" and 8 or type(v) == "boolean" and 1 or #v)
+                if size > 60 then
+                    out[#out + 1] = k .. " = " .. tostring(v) .. " (" .. size .. ")"
+                end
+            end
+            return out
+        end
+
+        it("stay within 128 bytes of slab at generation 9999, slot 99 and 7-digit pids", function()
+            dict:set(P .. "top", 9998)
+            dict:set(P .. "low", 9999)
+            local g = registry.begin_generation(dict, env.now())
+            assert.equal(9999, g)
+            local seen = {}
+            local function look()
+                for _, x in ipairs(too_big()) do
+                    seen[#seen + 1] = x
+                end
+            end
+            for s = 97, 99 do
+                registry.arrive(dict, g, s, 4194200 + s, 100)
+                look()
+                registry.register(dict, g, s, 4194200 + s, 100, env.now())
+            end
+            env.advance(12345.678)
+            registry.heartbeat(dict, g, 97, 4194297, env.now())
+            registry.uncount(dict, g, 98, 4194298, true)           -- stalled
+            local _, dead = registry.register(dict, g, 99, 4194303, 100, env.now())
+            registry.replace_dead(dict, g, 99, dead, 4194303)      -- respawned
+            registry.begin_close(dict, g, 4194297)
+            registry.enter_close(dict, g, 4194297)
+            look()
+            registry.end_generation(dict, g)
+            look()
+            assert.same({}, seen)
         end)
     end)
 
@@ -610,15 +692,58 @@ describe("registry", function()
             assert.same({ 1, nil, true }, { registry.register(dict, 1, 0, 100, 1, env.now()) })
         end)
 
-        it("is remembered for the last 16 ended generations, in one key", function()
-            for g = 1, 20 do
+        it("is remembered for the last 32 ended generations, in one small entry", function()
+            for g = 1, 40 do
                 assert.equal(g, registry.begin_generation(dict, env.now()))
                 registry.end_generation(dict, g)
             end
-            assert.is_true(registry.ended(dict, 20))
-            assert.is_true(registry.ended(dict, 5))
+            for g = 9, 40 do
+                assert.is_true(registry.ended(dict, g), g)
+            end
+            assert.is_false(registry.ended(dict, 8))
+            assert.is_false(registry.ended(dict, 41))
+            -- the newest as the value, the 31 before it as the flags
+            assert.same({ 40, 2 ^ 31 - 1 }, { dict:get(P .. "ended") })
+        end)
+
+        it("remembers generations that end out of order, and only those", function()
+            local function finish(g)
+                registry.end_generation(dict, g)
+            end
+            for _ = 1, 50 do
+                registry.begin_generation(dict, env.now())
+            end
+            finish(10)
+            finish(14)
+            finish(12)      -- older than the newest ended
+            finish(12)      -- twice changes nothing
+            finish(43)      -- 14 and 12 still within 31 of it, 10 not
+            finish(40)
+            local want = { [12] = true, [14] = true, [40] = true, [43] = true }
+            for g = 1, 50 do
+                assert.equal(want[g] == true, registry.ended(dict, g), g)
+            end
+            -- a jump of more than 32 forgets all older ones
+            for _ = 51, 100 do
+                registry.begin_generation(dict, env.now())
+            end
+            finish(100)
+            assert.is_true(registry.ended(dict, 100))
+            for g = 1, 99 do
+                assert.is_false(registry.ended(dict, g), g)
+            end
+        end)
+
+        it("never says a generation that has records ended", function()
+            for _ = 1, 3 do
+                registry.begin_generation(dict, env.now())
+            end
+            registry.end_generation(dict, 3)
+            registry.end_generation(dict, 1)
+            assert.is_false(registry.ended(dict, 2))
+            assert.is_true(registry.ended(dict, 1))
+            registry.begin_generation(dict, env.now())   -- 4: has records
             assert.is_false(registry.ended(dict, 4))
-            assert.equal(16, select(2, dict:get(P .. "ended"):gsub("%d+", "")))
         end)
     end)
 
@@ -928,10 +1053,11 @@ describe("registry", function()
             start_workers(1, 3, 100)
             assert.equal(3, registry.count(dict, 1))
             assert.equal(3, registry.slots(dict, 1))
-            assert.same({ 102, env.now() }, { registry.occupant(dict, 1, 2) })
+            local t0 = env.now()
+            assert.same({ 102, t0, t0 }, { registry.occupant(dict, 1, 2) })
             env.advance(1)
-            registry.heartbeat(dict, 1, 2, env.now())
-            assert.same({ 102, env.now() }, { registry.occupant(dict, 1, 2) })
+            beat(1, 2)
+            assert.same({ 102, env.now(), t0 }, { registry.occupant(dict, 1, 2) })
             registry.uncount(dict, 1, 2, 102)
             assert.same({}, { registry.occupant(dict, 1, 2) })
         end)
@@ -1059,7 +1185,7 @@ describe("registry", function()
             local g = registry.begin_generation(dict, env.now())
             registry.arrive(dict, g, 0, 100, 1)
             registry.register(dict, g, 0, 100, 1, env.now())
-            registry.heartbeat(dict, g, 0, env.now())
+            registry.heartbeat(dict, g, 0, 100, env.now())
             registry.sweep(dict, env.now(), GRACE)
             registry.neighbours(dict, g, env.now(), GRACE)
             registry.uncount(dict, g, 0, 100)

@@ -310,7 +310,7 @@ function beat(w: Worker, n: Node): void {
         w.counted = w.counted || recounted;
         lock.release(dict, hold);
     }
-    registry.heartbeat(dict, w.gen, w.slot, now());
+    registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
     w.turn = w.turn + 1;
     const finder = finder_for(n, w, false);
     const [suspects, closing] = liveness.look(dict, finder, w.gen, w.slot, w.turn, now());
@@ -326,7 +326,7 @@ function beat(w: Worker, n: Node): void {
         // of its ended generation behind.
         update_time();
         if (!w.exited) {
-            registry.heartbeat(dict, w.gen, w.slot, now());
+            registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
         }
         lock.release(dict, hold);
     }
@@ -418,7 +418,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     hold = lock.renew(dict, hold, false);
     update_time();
     // A slow start callback must not make this worker look dead.
-    registry.heartbeat(dict, g, slot, now());
+    registry.heartbeat(dict, g, slot, pid, now());
     // Normally just the predecessor; more when a respawned worker was killed
     // in its own start callback before it could report its predecessor.
     liveness.report_replaced(dict, n.on_crash, n.failed, g, slot, now(),

@@ -33,36 +33,32 @@ function size(g: number): string {
     return PREFIX + "g" + g + ":size";
 }
 
-/** Pid of the last worker that reached init_worker in this slot (written without the lock). */
+/**
+ * Pid of a worker of this slot that reached init_worker and is not counted
+ * yet (written without the lock; removed once it is counted).
+ */
 function arrival(g: number, s: number): string {
     return PREFIX + "g" + g + ":arrival" + s;
 }
 
-/** Pid of the worker counted in this slot. */
+/**
+ * The worker counted in this slot, as "<pid> <last heartbeat> <started>":
+ * one key per worker, so that a small shm holds many (see registry.ts).
+ */
 function slot(g: number, s: number): string {
     return PREFIX + "g" + g + ":slot" + s;
 }
 
-/** Time of the last heartbeat of the worker in this slot. */
-function beat(g: number, s: number): string {
-    return PREFIX + "g" + g + ":beat" + s;
-}
-
-/** When the worker in this slot started (its worker start). */
-function started(g: number, s: number): string {
-    return PREFIX + "g" + g + ":started" + s;
-}
-
 /**
- * The last few generations whose master exit ran ("g g ..."): a worker of
+ * The generations whose master exit ran (registry.note_ended): a worker of
  * one of them that reaches init_worker only now must not bring it back.
  */
 const ENDED = PREFIX + "ended";
 
 /** Workers found dead since the node started. */
 const CRASHES = PREFIX + "crashes";
-/** The last of them: "<worker id> <pid> <slot> <time> <cause>". */
-const LAST_CRASH = PREFIX + "last_crash";
+/** The last of them (crash_record.ts). */
+const LAST_CRASH = PREFIX + "crash";
 
 /** Pids replaced in this slot by a respawn, dropped but not yet reported ("pid pid ..."). */
 function replaced(g: number, s: number): string {
@@ -74,9 +70,9 @@ function closing(g: number): string {
     return PREFIX + "g" + g + ":closing";
 }
 
-/** Pid of a worker dropped for an overdue heartbeat while its process still ran. */
+/** A worker dropped for an overdue heartbeat while its process still ran: "<pid> <started>". */
 function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, beat, started, replaced, stalled, closing };
+export { PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, replaced, stalled, closing };

@@ -6,6 +6,7 @@
  */
 
 import * as registry from "./registry";
+import * as crash_record from "./crash_record";
 import { pid_alive } from "./host";
 import { run } from "./callbacks";
 import type { Callback } from "resty.worker.manager";
@@ -135,7 +136,7 @@ function closable(dict: NgxSharedDict, g: number): boolean {
 function announce_crash(dict: NgxSharedDict, on_crash: Callback | undefined, grace: number, g: number,
                         pid: number, slot: number, cause: string, left: number, now: number): void {
     const id = g + "-" + pid;
-    registry.record_crash(dict, id, pid, slot, cause, now);
+    crash_record.note(dict, g, pid, slot, cause, now);
     const [n_prev, n_next] = registry.neighbours(dict, g, now, grace);
     run("crash", on_crash, id, n_prev, left, n_next);
 }

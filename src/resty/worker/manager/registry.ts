@@ -9,14 +9,24 @@
  * key, so whoever removes that key (its own exit, or the one who found it
  * dead) is the one who uncounts it. Before that, each worker writes its pid
  * as its slot's arrival without waiting for the lock: an arrival that is not
- * (yet) in the slot is a worker still starting.
+ * (yet) in the slot is a worker still starting; counting it removes it.
+ *
+ * A counted worker has that one key, which also holds its heartbeat and
+ * start time (record.ts).
  */
 
 import * as keys from "./keys";
 import { read_number, read_string, write, add, remove } from "./store";
+import * as record from "./record";
 import { log } from "./log";
 
 const NOTICE = ngx.NOTICE;
+
+/** The pid counted in slot `s` of `g`, if any. */
+function counted_pid(dict: NgxSharedDict, g: number, s: number): number | undefined {
+    const [pid] = record.get(dict, keys.slot(g, s));
+    return pid;
+}
 
 /** Starts a new generation (master start); its number, or nil if the shm refused. */
 function begin_generation(dict: NgxSharedDict, now: number): number | undefined {
@@ -41,7 +51,7 @@ function arrive(dict: NgxSharedDict, g: number, s: number, pid: number, workers:
     write(dict, keys.size(g), workers);
     write(dict, keys.arrival(g, s), pid);
     add(dict, keys.arrived(g), 1);
-    if (previous !== undefined && previous !== pid && previous !== read_number(dict, keys.slot(g, s))) {
+    if (previous !== undefined && previous !== pid && previous !== counted_pid(dict, g, s)) {
         return previous;
     }
     return undefined;
@@ -77,7 +87,7 @@ function starting(dict: NgxSharedDict, g: number): number[] {
     const pids: number[] = [];
     for (const s of $range(0, slots(dict, g) - 1)) {
         const pid = read_number(dict, keys.arrival(g, s));
-        if (pid !== undefined && pid !== read_number(dict, keys.slot(g, s))) {
+        if (pid !== undefined && pid !== counted_pid(dict, g, s)) {
             pids.push(pid);
         }
     }
@@ -85,29 +95,42 @@ function starting(dict: NgxSharedDict, g: number): number[] {
 }
 
 
-/** The pid counted in slot `s` of `g` and its last heartbeat. */
-function occupant(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
-    return $multi(read_number(dict, keys.slot(g, s)), read_number(dict, keys.beat(g, s)));
+/** The pid counted in slot `s` of `g`, its last heartbeat and when it started. */
+function occupant(dict: NgxSharedDict, g: number, s: number):
+    LuaMultiReturn<[number | undefined, number | undefined, number | undefined]> {
+    return record.get(dict, keys.slot(g, s));
 }
 
-/** How many ended generations ENDED remembers. */
-const ENDED_KEPT = 16;
+/**
+ * The ended generations are kept as one entry: the newest of them as the
+ * value, and which of the 31 before it ended as the flags (bit i: newest -
+ * 1 - i; flags are a signed 32-bit int), so that the entry stays small
+ * however many reloads there were.
+ */
+const ENDED_SPAN = 31;
+const MASK_LIMIT = 2 ** ENDED_SPAN;
+
+function ended_set(dict: NgxSharedDict): LuaMultiReturn<[number | undefined, number]> {
+    const [newest, mask] = dict.get(keys.ENDED);
+    return $multi(typeof newest === "number" ? newest : undefined, typeof mask === "number" ? mask : 0);
+}
+
+/** Whether bit `i` of `mask` is set (plain arithmetic: LuaJIT's bit ops are signed). */
+function bit_set(mask: number, i: number): boolean {
+    return math.floor(mask / 2 ** i) % 2 === 1;
+}
 
 /** Remembers that the master exit of `g` ran. */
 function note_ended(dict: NgxSharedDict, g: number): void {
-    const list = read_string(dict, keys.ENDED);
-    let kept = tostring(g);
-    if (list !== undefined) {
-        let n = 1;
-        for (const [h] of string.gmatch(list, "%d+")) {
-            if (n >= ENDED_KEPT) {
-                break;
-            }
-            kept = kept + " " + h;
-            n = n + 1;
-        }
+    const [newest, mask] = ended_set(dict);
+    if (newest === undefined || g > newest) {
+        // `newest` becomes bit g - newest - 1; older ones move up with it
+        const shift = newest !== undefined ? g - newest : ENDED_SPAN + 1;
+        const kept = shift > ENDED_SPAN ? 0 : ((mask * 2 + 1) * 2 ** (shift - 1)) % MASK_LIMIT;
+        write(dict, keys.ENDED, g, kept);
+    } else if (g < newest && newest - g <= ENDED_SPAN && !bit_set(mask, newest - g - 1)) {
+        write(dict, keys.ENDED, newest, mask + 2 ** (newest - g - 1));
     }
-    write(dict, keys.ENDED, kept);
 }
 
 /**
@@ -115,16 +138,14 @@ function note_ended(dict: NgxSharedDict, g: number): void {
  * forked it, but slow user code held it back) must not bring it back.
  */
 function ended(dict: NgxSharedDict, g: number): boolean {
-    const list = read_string(dict, keys.ENDED);
-    if (list === undefined || has_generation(dict, g)) {
+    if (has_generation(dict, g)) {
         return false;
     }
-    for (const [h] of string.gmatch(list, "%d+")) {
-        if (tonumber(h) === g) {
-            return true;
-        }
+    const [newest, mask] = ended_set(dict);
+    if (newest === undefined || g > newest) {
+        return false;
     }
-    return false;
+    return g === newest || (newest - g <= ENDED_SPAN && bit_set(mask, newest - g - 1));
 }
 
 /**
@@ -136,7 +157,7 @@ function ended(dict: NgxSharedDict, g: number): boolean {
  */
 function register(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
                   now: number): LuaMultiReturn<[number | undefined, number | undefined, boolean]> {
-    const previous = read_number(dict, keys.slot(g, s));
+    const previous = counted_pid(dict, g, s);
     if (!has_generation(dict, g)) {
         if (ended(dict, g)) {
             // Its siblings exited and ran its master exit before this worker
@@ -155,14 +176,13 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
         // (arrive() wrote it, unless the shm lost it since)
         write(dict, keys.size(g), workers);
     }
-    if (!write(dict, keys.slot(g, s), pid)) {
+    if (!record.put(dict, keys.slot(g, s), pid, now, now)) {
         // No room for its slot key (shm full): a worker counted without it
         // would be counted again by every heartbeat's restore. Left uncounted,
         // its heartbeat counts it once there is room.
         return $multi(count(dict, g) + 1, undefined, false);
     }
-    write(dict, keys.beat(g, s), now);
-    write(dict, keys.started(g, s), now);
+    remove(dict, keys.arrival(g, s));
     const mine = add(dict, keys.live(g), 1) ?? 1;
     return $multi(mine, previous !== pid ? previous : undefined, true);
 }
@@ -207,18 +227,16 @@ function take_replaced(dict: NgxSharedDict, g: number, s: number): Replaced[] {
  */
 function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
                  stalled = false): LuaMultiReturn<[boolean, number]> {
-    if (read_number(dict, keys.slot(g, s)) !== pid) {
+    const [counted, , started] = occupant(dict, g, s);
+    if (counted !== pid) {
         return $multi(false, count(dict, g));
     }
     remove(dict, keys.slot(g, s));
-    remove(dict, keys.beat(g, s));
     if (read_number(dict, keys.arrival(g, s)) === pid) {
         remove(dict, keys.arrival(g, s));
     }
     if (stalled) {
-        write(dict, keys.stalled(g, s), pid);
-    } else {
-        remove(dict, keys.started(g, s));
+        record.put_stalled(dict, keys.stalled(g, s), pid, started);
     }
     return $multi(true, add(dict, keys.live(g), -1) ?? 0);
 }
@@ -250,11 +268,11 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
     }
     // Counted only once its slot key is in: a worker whose slot cannot be
     // written (shm full) must not be counted again at every heartbeat.
-    if (read_number(dict, keys.slot(g, s)) === undefined && write(dict, keys.slot(g, s), pid)) {
-        write(dict, keys.arrival(g, s), pid);
-        write(dict, keys.beat(g, s), now);
-        if (read_number(dict, keys.started(g, s)) === undefined) {
-            write(dict, keys.started(g, s), now);
+    const [dropped, started] = stalled_at(dict, g, s);
+    if (counted_pid(dict, g, s) === undefined
+        && record.put(dict, keys.slot(g, s), pid, now, dropped === pid && started !== undefined ? started : now)) {
+        if (read_number(dict, keys.arrival(g, s)) === pid) {
+            remove(dict, keys.arrival(g, s));
         }
         remove(dict, keys.stalled(g, s));
         add(dict, keys.live(g), 1);
@@ -264,11 +282,16 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
     return $multi(restored, false);
 }
 
+/** The worker of slot `s` dropped while its process still ran (see uncount), and when it started. */
+function stalled_at(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
+    return record.get_stalled(dict, keys.stalled(g, s));
+}
+
 /** The pids of `g` dropped while their process still ran (see uncount). */
 function stalled(dict: NgxSharedDict, g: number): number[] {
     const pids: number[] = [];
     for (const s of $range(0, slots(dict, g) - 1)) {
-        const pid = read_number(dict, keys.stalled(g, s));
+        const [pid] = stalled_at(dict, g, s);
         if (pid !== undefined) {
             pids.push(pid);
         }
@@ -285,36 +308,23 @@ function clear_uncounted(dict: NgxSharedDict, g: number, s: number, pid: number)
     if (read_number(dict, keys.arrival(g, s)) === pid) {
         remove(dict, keys.arrival(g, s));
     }
-    if (read_number(dict, keys.stalled(g, s)) === pid) {
+    const [dropped] = stalled_at(dict, g, s);
+    if (dropped === pid) {
         remove(dict, keys.stalled(g, s));
-        remove(dict, keys.started(g, s));
         return true;
     }
     return false;
 }
 
-/** Counts a worker found dead, for status(). */
-function record_crash(dict: NgxSharedDict, id: string, pid: number, s: number, cause: string, now: number): void {
-    add(dict, keys.CRASHES, 1);
-    write(dict, keys.LAST_CRASH, id + " " + pid + " " + s + " " + now + " " + cause);
-}
-
-/** When the worker in slot `s` of `g` started. */
-function started_at(dict: NgxSharedDict, g: number, s: number): number | undefined {
-    return read_number(dict, keys.started(g, s));
-}
-
-/** Records a heartbeat of the worker in slot `s`. */
-function heartbeat(dict: NgxSharedDict, g: number, s: number, now: number): void {
-    write(dict, keys.beat(g, s), now);
+/** Records a heartbeat of worker `pid`, counted in slot `s` (see record.beat). */
+function heartbeat(dict: NgxSharedDict, g: number, s: number, pid: number, now: number): void {
+    record.beat(dict, keys.slot(g, s), pid, now);
 }
 
 function forget(dict: NgxSharedDict, g: number): void {
     for (const s of $range(0, slots(dict, g) - 1)) {
         remove(dict, keys.slot(g, s));
         remove(dict, keys.arrival(g, s));
-        remove(dict, keys.beat(g, s));
-        remove(dict, keys.started(g, s));
         remove(dict, keys.stalled(g, s));
         remove(dict, keys.replaced(g, s));
     }
@@ -476,7 +486,7 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 
 export {
     begin_generation, arrive, has_generation, count, unarrived, starting, slots, occupant, ended, register,
-    replace_dead, take_replaced, uncount, restore, stalled, clear_uncounted, record_crash, started_at, heartbeat,
+    replace_dead, take_replaced, uncount, restore, stalled, clear_uncounted, heartbeat,
     span, finished, begin_close, enter_close, closer, reopen, end_generation, exists, newest, rolled_back, sweep,
     neighbours, newer_undecided,
 };

@@ -4,12 +4,13 @@
  */
 
 import * as registry from "./registry";
+import * as crash_record from "./crash_record";
 import * as keys from "./keys";
 import * as lock from "./lock";
-import { read_number, read_string } from "./store";
+import { read_number } from "./store";
 import { alive } from "./liveness";
 // The shapes are declared once, in the module's published declarations.
-import type { Status, GenerationStatus, WorkerStatus, CrashStatus } from "resty.worker.manager";
+import type { Status, GenerationStatus, WorkerStatus } from "resty.worker.manager";
 
 const get_phase = ngx.get_phase;
 const now = ngx.now;
@@ -25,23 +26,12 @@ const YIELDABLE: { [phase: string]: boolean | undefined } = {
     ssl_cert: true, ssl_session_fetch: true, ssl_client_hello: true,
 };
 
-function parse_crash(text: string | undefined): CrashStatus | undefined {
-    if (text === undefined) {
-        return undefined;
-    }
-    const [id, pid, slot, at, cause] = string.match(text, "^(%S+) (%d+) (%d+) (%S+) (.*)$");
-    if (id === undefined) {
-        return undefined;
-    }
-    return { id, pid: tonumber(pid) ?? 0, slot: tonumber(slot) ?? 0, at: tonumber(at) ?? 0, cause: cause ?? "" };
-}
-
 function generation_status(dict: NgxSharedDict, g: number): GenerationStatus {
     const workers: WorkerStatus[] = [];
     for (const s of $range(0, registry.slots(dict, g) - 1)) {
-        const [pid, beat] = registry.occupant(dict, g, s);
+        const [pid, beat, started] = registry.occupant(dict, g, s);
         if (pid !== undefined) {
-            workers.push({ id: g + "-" + pid, pid, slot: s, started: registry.started_at(dict, g, s), heartbeat: beat });
+            workers.push({ id: g + "-" + pid, pid, slot: s, started, heartbeat: beat });
         }
     }
     return {
@@ -65,8 +55,8 @@ function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Stat
     return {
         generation: registry.newest(dict, now(), grace),
         generations,
-        crashes: read_number(dict, keys.CRASHES) ?? 0,
-        last_crash: parse_crash(read_string(dict, keys.LAST_CRASH)),
+        crashes: crash_record.count(dict),
+        last_crash: crash_record.last(dict),
         consistent,
     };
 }

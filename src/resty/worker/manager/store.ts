@@ -19,9 +19,22 @@ function read_string(dict: NgxSharedDict, key: string): string | undefined {
     return typeof value === "string" ? value : undefined;
 }
 
-function write(dict: NgxSharedDict, key: string, value: string | number): boolean {
-    const [ok, err] = dict.safe_set(key, value);
+function write(dict: NgxSharedDict, key: string, value: string | number, flags?: number): boolean {
+    const [ok, err] = dict.safe_set(key, value, 0, flags);
     if (!ok) {
+        log(ERR, "failed to write shm key '", key, "': ", err);
+    }
+    return ok;
+}
+
+/**
+ * Overwrites `key` only if it exists; false if it does not (or the write
+ * failed, logged). A value of the stored size is written in place: no
+ * allocation, so it never fails for memory nor evicts other keys.
+ */
+function overwrite(dict: NgxSharedDict, key: string, value: string | number, flags?: number): boolean {
+    const [ok, err] = dict.replace(key, value, 0, flags);
+    if (!ok && err !== "not found") {
         log(ERR, "failed to write shm key '", key, "': ", err);
     }
     return ok;
@@ -50,4 +63,4 @@ function remove(dict: NgxSharedDict, key: string): void {
     dict.delete(key);
 }
 
-export { read_number, read_string, write, add, remove };
+export { read_number, read_string, write, overwrite, add, remove };
