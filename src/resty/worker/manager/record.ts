@@ -20,7 +20,10 @@ function to_hex_ms(t: number): string {
 }
 
 function from_hex_ms(digits: string | undefined): number | undefined {
-    const ms = digits !== undefined ? tonumber(digits, 16) : undefined;
+    if (digits === undefined) {
+        return undefined;
+    }
+    const ms = tonumber(digits, 16);
     return ms !== undefined ? ms / 1000 : undefined;
 }
 
