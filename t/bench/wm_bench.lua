@@ -12,6 +12,10 @@
 --   beats()           content handler: this worker's beats since ?since=
 --   wrap_lock()       (init_by_lua) times every lock.acquire; mark("iw_done")
 --                     logs this worker's total as lockwait=
+--   no_lock()         (init_by_lua) turns the module's lock into a no-op, to
+--                     measure what the lock itself adds
+--   mark("iw_done") also logs the minor page faults and CPU seconds the
+--   process took since mark("iw_enter") (faults=, cpu=)
 
 local ffi = require "ffi"
 
@@ -22,7 +26,27 @@ local M = {}
 pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } wm_bench_timespec_t;")
 pcall(ffi.cdef, "int clock_gettime(int clk_id, wm_bench_timespec_t *tp);")
 
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_usec; } wm_bench_timeval_t;
+typedef struct {
+    wm_bench_timeval_t ru_utime, ru_stime;
+    long ru_maxrss, ru_ixrss, ru_idrss, ru_isrss, ru_minflt, ru_majflt, ru_nswap,
+         ru_inblock, ru_oublock, ru_msgsnd, ru_msgrcv, ru_nsignals, ru_nvcsw, ru_nivcsw;
+} wm_bench_rusage_t;
+int getrusage(int who, wm_bench_rusage_t *usage);
+]])
+
 local ts = ffi.new("wm_bench_timespec_t")
+local ru = ffi.new("wm_bench_rusage_t")
+local RUSAGE_SELF = 0
+
+-- minor page faults and CPU seconds (user + system) of this process so far
+local function usage()
+    ffi.C.getrusage(RUSAGE_SELF, ru)
+    local cpu = tonumber(ru.ru_utime.tv_sec) + tonumber(ru.ru_stime.tv_sec)
+              + (tonumber(ru.ru_utime.tv_usec) + tonumber(ru.ru_stime.tv_usec)) * 1e-6
+    return tonumber(ru.ru_minflt), cpu
+end
 local CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
 
 -- wall clock (CLOCK_REALTIME), microseconds (comparable with Time::HiRes::time in the bench)
@@ -40,15 +64,23 @@ end
 -- Seconds this process spent in lock.acquire since the last reset (see wrap_lock).
 local waits
 
+-- this process's usage() at mark("iw_enter")
+local faults_at, cpu_at
+
 function M.mark(event)
     if event == "iw_enter" then
         waits = waits and {}    -- forget the master's acquire, inherited through fork
+        faults_at, cpu_at = usage()
     end
     local extra = ""
+    if event == "iw_done" and faults_at then
+        local faults, cpu = usage()
+        extra = string.format(" faults=%d cpu=%.6f", faults - faults_at, cpu - cpu_at)
+    end
     if event == "iw_done" and waits then
         local sum, n = 0, 0
         for _, w in ipairs(waits) do sum, n = sum + w, n + 1 end
-        extra = string.format(" lockwait=%.6f acquires=%d", sum, n)
+        extra = extra .. string.format(" lockwait=%.6f acquires=%d", sum, n)
     end
     ngx.log(ngx.WARN, "WMB ", event, " pid=", ngx.worker.pid(), " t=", hires(), extra)
 end
@@ -71,6 +103,16 @@ function M.wrap_lock()
         waits[#waits + 1] = mono() - t0
         return hold
     end
+    return true
+end
+
+-- The module with its lock taken out: acquire hands out the "going on
+-- unlocked" hold, which renew and release leave alone. Only for a node whose
+-- start-up is timed; nothing else of it is read.
+function M.no_lock()
+    local lock = require "resty.worker.manager.lock"
+    lock.acquire = function() return lock.UNLOCKED end
+    lock.renew = function(_, hold) return hold end
     return true
 end
 
