@@ -20,6 +20,8 @@
 #     reported once (the checker infers the start it cannot see)
 #   - the holder killed while the master waits for the lock in init_by_lua
 #     of a reload: "the next waiter takes the lock over at once" (README)
+#   - a respawned worker killed in its own start callback during a reload:
+#     its predecessor's queued report is given by whoever finds it dead
 #   - a worker killed while it holds the dict's own mutex: nginx recovers
 #     when the master is idle; during a reload the master, inside
 #     on_init_by_lua, would wait for that mutex forever (it reaps nothing
@@ -152,6 +154,54 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
         checker_ok($n, label => $label, killed => 1);
         no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
     }
+}
+
+# a respawned worker killed in its own start callback while a reload is
+# under way: the respawn had dropped its dead predecessor and queued that
+# report for after its callback; nginx respawns no worker of the old
+# generation any more, so no successor gives the report. Whoever finds the
+# respawn dead reports both (liveness.settle, then report_replaced).
+{
+    my $label = 'respawn killed in its start callback during a reload';
+    my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS,
+        init_extra => 'ngx.log(ngx.WARN, "WMT init_by_lua")',
+        worker_start => 'wm.rec("worker_start", { slow = 20000, when = function(id, p, m) '
+                      . 'return m > ngx.worker.count() and id:match("^1%-") ~= nil end })');
+    $n->start;
+    my ($first) = $n->callbacks(event => 'worker_start');
+    my ($dead) = $first->{id} =~ /^1-(\d+)$/ or die "no generation-1 worker start\n";
+    my $kill = $n->mark;
+    $n->kill_worker($dead, 'KILL');
+    my ($p) = $n->wait_log(qr/\bWMCB worker_start id=1-\d+ prev=nil mine=3 /, since => $kill,
+                           desc => "[$label] the respawn is in its (slow) start callback");
+    my ($respawn) = $p->{text} =~ /id=1-(\d+)/;
+    # The HUP once the respawn holds the lock; the kill once the master is
+    # inside init_by_lua, where nginx reaps nothing: the reload goes on, and
+    # the respawn's slot is not respawned again.
+    my $hup = $n->mark;
+    $n->signal('HUP');
+    $n->wait_log(qr/WMT init_by_lua/, since => $hup, desc => "[$label] the master runs init_by_lua of the reload");
+    $n->kill_worker($respawn, 'KILL');
+    $n->wait_log(qr/\bWMCB master_start id=2 /, since => $hup, desc => "[$label] the master takes the lock over: generation 2 starts");
+    for my $pid ($dead, $respawn) {
+        $n->wait_log(qr/\bWMCB crash id=1-$pid /, desc => "[$label] on_crash for 1-$pid");
+    }
+    $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $hup, desc => "[$label] generation 1 ends");
+    $n->wait_log(qr/\bWMREADY /, since => $hup, count => 2, desc => "[$label] two generation-2 workers ready");
+    my @crash = $n->callbacks(event => 'crash');
+    is(join(' ', sort map { $_->{id} } @crash), join(' ', sort "1-$dead", "1-$respawn"),
+       "[$label] on_crash once for the killed worker and once for its killed respawn");
+    my ($late) = grep { $_->{id} eq "1-$dead" } @crash;
+    ok($late && $late->{idx} > $p->{idx}, "[$label] the predecessor is reported after its respawn's callback began");
+    is(scalar $n->grep_log(qr/worker 1-$dead \(pid $dead, slot \d+\) crashed: nginx respawned its slot as 1-$respawn;/), 1,
+       "[$label] one report of the predecessor, naming its respawn");
+    is(scalar $n->grep_log(qr/\bWMCB worker_start id=1-\d+ /), 3, "[$label] generation 1: three starts, none after the kill");
+    $n->signal('QUIT');
+    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    is(master_exits($n, 1), 1, "[$label] generation 1: one master exit");
+    checker_ok($n, label => $label, killed => 1);
+    no_errors_ok($n, "[$label] no errors but the kills and their reports", qr/exited on signal 9/,
+                 qr/\b1-$dead\b/, qr/\b1-$respawn\b/);
 }
 
 # a worker killed while it holds the dict's own mutex (the slab lock every

@@ -347,10 +347,18 @@ sub model_exact_errors {
     # module then reports when it drops the respawned worker in turn)
     my %start_idx = map { $_->{kind} eq 'ghost' ? ($_->{wid} => $_->{idx}) : ($_->{id} => $_->{idx}) }
                     grep { ($_->{kind} eq 'cb' && $_->{event} eq 'worker_start') || $_->{kind} eq 'ghost' } @ev;
+    # Its "N left" is the count when the report was given, which may be much
+    # later (the respawn killed in its callback during a reload: whoever
+    # drops the respawn gives the report): it is checked there.
+    my @left_checks;
     for my $x (grep { $_->{kind} eq 'drop' } @ev) {
         next unless ($x->{cause} // '') =~ /respawned its slot as (\d+-\d+)/;
-        $x->{idx} = $start_idx{$1} + 0.5 if defined $start_idx{$1} && $start_idx{$1} < $x->{idx};
+        next unless defined $start_idx{$1} && $start_idx{$1} < $x->{idx};
+        push @left_checks, { kind => 'left', gen => $x->{gen}, left => delete $x->{left}, idx => $x->{idx},
+                             what => "#$x->{idx} report of the drop of $x->{gen}-$x->{wpid}" };
+        $x->{idx} = $start_idx{$1} + 0.5;
     }
+    push @ev, @left_checks;
     @ev = sort { $a->{idx} <=> $b->{idx} } @ev;
 
     my $sum = sub {
@@ -376,6 +384,12 @@ sub model_exact_errors {
             $alive{ $x->{gen} }{ $x->{wid} } = 1;
             next;
         }
+        if ($x->{kind} eq 'left') {
+            my $left = keys %{ $alive{ $x->{gen} } // {} };
+            push @err, "$x->{what}: says $x->{left} left in generation $x->{gen}, the replay has $left"
+                if $x->{left} != $left;
+            next;
+        }
         if ($x->{kind} eq 'drop') {
             my ($g, $wid) = ($x->{gen}, "$x->{gen}-$x->{wpid}");
             my $s = "#$x->{idx} drop of $wid";
@@ -385,7 +399,8 @@ sub model_exact_errors {
             push @err, "$s: it is not counted (never started, exited or dropped already)" unless $alive{$g}{$wid};
             delete $alive{$g}{$wid};
             my $left = keys %{ $alive{$g} // {} };
-            push @err, "$s: says $x->{left} left in generation $g, the replay has $left" if $x->{left} != $left;
+            push @err, "$s: says $x->{left} left in generation $g, the replay has $left"
+                if defined $x->{left} && $x->{left} != $left;
             $stalled{$g}{$wid} = $x->{pid} if $x->{cause} =~ /^no heartbeat/ && !$dead{ $x->{pid} };
             $due{$wid} = $x;
             next;
