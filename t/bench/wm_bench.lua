@@ -10,6 +10,8 @@
 --   instrument(shm)   (init_by_lua, before the module loads) counts the shm
 --                     calls and times every heartbeat of the module
 --   beats()           content handler: this worker's beats since ?since=
+--   control(shm, s)   (init_worker_by_lua) a timer every s seconds timing
+--                     beat-like work that does not depend on the module
 --   wrap_lock()       (init_by_lua) times every lock.acquire; mark("iw_done")
 --                     logs this worker's total as lockwait=
 --   no_lock()         (init_by_lua) turns the module's lock into a no-op, to
@@ -195,9 +197,12 @@ end
 local RING = 20000
 local ring_t, ring_us, ring_ops, ring_rearm, ring_n = {}, {}, {}, {}, 0
 local ops, rearm = 0, 0
+-- shm name -> the dict behind instrument()'s proxy
+local real_dicts = {}
 
 function M.instrument(shm)
     local real = ngx.shared[shm]
+    real_dicts[shm] = real
     local proxy = setmetatable({}, { __index = function(t, method)
         local f = real[method]
         if type(f) ~= "function" then return f end
@@ -233,6 +238,46 @@ function M.instrument(shm)
     end
 end
 
+-- A control for the heartbeat's time (row 6): a timer in the same worker,
+-- at the same interval, doing work of the same kind and size as a beat (14
+-- shm calls, keys made by concatenation) on keys of its own, so that it does
+-- not depend on the module's state or on the number of generations. What the
+-- worker process costs by itself (e.g. a master reloaded 100 times forks its
+-- workers from a different heap) shows in both; what the module's state
+-- costs shows only in the beat.
+local ctl_t, ctl_us, ctl_n = {}, {}, 0
+
+local function control_work(d, pid)
+    local base = "bench-control:" .. pid .. ":"
+    for i = 1, 10 do
+        d:get(base .. "k" .. i)
+    end
+    d:set(base .. "k1", pid)
+    d:set(base .. "k2", base)
+    d:set(base .. "k3", pid, 60)
+    d:incr(base .. "n", 1, 0)
+end
+
+function M.control(shm, interval)
+    -- (not instrument()'s proxy: a beat waiting for the lock yields, and
+    -- this timer's calls would be counted as the beat's)
+    local d = real_dicts[shm] or ngx.shared[shm]
+    local pid = ngx.worker.pid()
+    local ok, err = ngx.timer.every(interval, function(premature)
+        if premature then return end
+        local t0 = mono()
+        control_work(d, pid)
+        local dt = mono() - t0
+        ctl_n = ctl_n + 1
+        local i = (ctl_n - 1) % RING + 1
+        ngx.update_time()
+        ctl_t[i], ctl_us[i] = ngx.now(), dt * 1e6
+    end)
+    if not ok then
+        ngx.log(ngx.ERR, "bench control timer: ", err)
+    end
+end
+
 -- Content handler: the beats of this worker since ?since= (wall clock).
 function M.beats()
     local since = tonumber(ngx.var.arg_since) or 0
@@ -255,8 +300,14 @@ function M.beats()
     local function med(a)
         return #a % 2 == 1 and a[(#a + 1) / 2] or (a[#a / 2] + a[#a / 2 + 1]) / 2
     end
+    local ctl = {}
+    for i = 1, math.min(ctl_n, RING) do
+        if ctl_t[i] >= since then ctl[#ctl + 1] = ctl_us[i] end
+    end
+    table.sort(ctl)
     ngx.say(string.format("n=%d pid=%d us_median=%.3f us_max=%.3f us_min=%.3f ops_median=%g ops_min=%g ops_max=%g"
-        .. " rearm_median=%.3f", n, ngx.worker.pid(), med(us), us[n], us[1], med(opsl), opsl[1], opsl[#opsl], med(re)))
+        .. " rearm_median=%.3f ctl_n=%d ctl_median=%.3f", n, ngx.worker.pid(), med(us), us[n], us[1], med(opsl),
+        opsl[1], opsl[#opsl], med(re), #ctl, #ctl > 0 and med(ctl) or 0))
 end
 
 return M
