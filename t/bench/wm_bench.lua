@@ -247,8 +247,10 @@ end
 -- costs shows only in the beat.
 local ctl_t, ctl_us, ctl_n = {}, {}, 0
 
+-- (the same four keys written in every worker and generation: row 5 reads
+-- the shm's bytes in use, which keys of each worker would make grow)
 local function control_work(d, pid)
-    local base = "bench-control:" .. pid .. ":"
+    local base = "bench-control:"
     for i = 1, 10 do
         d:get(base .. "k" .. i)
     end
