@@ -649,9 +649,9 @@ sub row56 {
             . "which beat side by side; one generation alive in each node (the work grows with the generations "
             . "that still have records, i.e. those still draining, not with the number of reloads so far); "
             . "the control is a timer in the same workers at the same interval doing 14 shm calls (10 get, 3 set, "
-            . "1 incr) on keys of its own: the reloaded node's workers come from a master that went through all "
-            . "those reloads, which costs any code there some time; the target is judged on the beat's ratio over "
-            . "the control's, window by window");
+            . "1 incr) on four keys of its own, the same in every worker: what the worker process and the shm cost "
+            . "apart from the module's state, which moves with the load of the moment; the target is judged on the "
+            . "beat's ratio over the control's, window by window");
     }
     stop($_) for $z, $f2, $m2, $f32, $m32;
 }
