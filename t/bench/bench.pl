@@ -549,7 +549,7 @@ sub row56 {
                note => "$start{f32}{slab_bytes} B in slab allocations");
         $one->('per worker: slab bytes (32 w - 2 w) / 30', 'B', ($start{f32}{slab_bytes} - $start{f2}{slab_bytes}) / 30);
         $one->('per worker: bytes in use (32 w - 2 w) / 30', 'B', ($start{f32}{used} - $start{f2}{used}) / 30);
-        if (want(5) && defined $rss0{z} && defined $rss1{z}) {
+        if (defined $rss0{z} && defined $rss1{z}) {
             $one->("2 w: master RSS after start, with / without the module", 'kB', $rss0{m2}, note => "without: $rss0{z} kB");
             $one->("2 w: master RSS after $P{mem_reloads} reloads, with / without the module", 'kB', $rss1{m2},
                    note => "without: $rss1{z} kB", target => 'growth within 512 kB of nginx\'s own',

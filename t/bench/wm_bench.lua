@@ -242,9 +242,8 @@ end
 -- at the same interval, doing work of the same kind and size as a beat (14
 -- shm calls, keys made by concatenation) on keys of its own, so that it does
 -- not depend on the module's state or on the number of generations. What the
--- worker process costs by itself (e.g. a master reloaded 100 times forks its
--- workers from a different heap) shows in both; what the module's state
--- costs shows only in the beat.
+-- worker process and the machine cost at the moment shows in both; what the
+-- module's state costs shows only in the beat.
 local ctl_t, ctl_us, ctl_n = {}, {}, 0
 
 -- (the same four keys written in every worker and generation: row 5 reads
