@@ -82,7 +82,7 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
 {
     my $label = 'killed in its start callback before it logged';
     my $n = WorkerManager::Nginx->new(workers => 2, opts => $OPTS, http_extra => 'lua_shared_dict wm_test 64k;',
-        worker_start => 'function(id, p, m, n) if wm.once("pre")() then ngx.log(ngx.WARN, "WMT paused before logging the start of ", id) '
+        worker_start => 'function(id, p, m, n) if wm.once("pre")() then ngx.log(ngx.WARN, "WMT paused before logging the start of ", id, " slot=", ngx.worker.id()) '
                       . 'require("wm_test").busy_sleep(4000) end wm.rec("worker_start")(id, p, m, n) end');
     $n->start(wait => 0);
     my ($e) = $n->wait_log(qr/WMT paused before logging the start of (\S+)/, desc => "[$label] the first start pauses");
@@ -90,8 +90,16 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
     kill 'KILL', $e->{pid};
     $n->wait_log(qr/\bWMCB crash id=\Q$wid\E /, desc => "[$label] on_crash for $wid");
     $n->wait_log(qr/WMREADY /, count => 2, desc => "[$label] two workers ready");
+    # It counts in every start that comes before its drop: its sibling's, if
+    # that took the lock before the respawn (2, then 3 in the respawn), and
+    # its respawn's, which drops it (2, then 2 in the sibling)
     my @ws = $n->callbacks(event => 'worker_start');
-    is(join(',', map { $_->{mine} } @ws), '2,3', "[$label] the starts count it: n_mine 2, then 3 in its respawn");
+    my ($slot) = $e->{text} =~ /slot=(\d+)/;
+    my ($respawn) = grep { $_->{slot} eq $slot } @ws;
+    my $order = join ',', map { $_->{pid} eq ($respawn->{pid} // '') ? 'respawn' : 'sibling' } @ws;
+    my %want = ('sibling,respawn' => '2,3', 'respawn,sibling' => '2,2');
+    is(join(',', map { $_->{mine} } @ws), $want{$order} // 'an order with one respawn and one sibling',
+       "[$label] the starts ($order) count it until its respawn drops it: n_mine " . ($want{$order} // '?'));
     is(scalar drops($n, wid => $wid), 1, "[$label] one drop report for $wid");
     is(scalar $n->callbacks(event => 'crash'), 1, "[$label] one on_crash");
     is(scalar(ghost_starts($n)), 1, "[$label] the checker infers one start it cannot see");
