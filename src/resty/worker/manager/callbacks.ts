@@ -8,7 +8,21 @@ import type { Callback } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const traceback = debug.traceback;
+const running_thread = coroutine.running;
 
+/** Stands for the main Lua thread (init, init_worker, exit_worker), where coroutine.running() is nil. */
+const MAIN_THREAD = "main";
+
+/**
+ * The Lua thread a callback runs in, while it runs. A thread, not a depth
+ * count: ngx.exit() in a callback run from a timer ends that timer's thread
+ * for good, and a count would then stay up forever.
+ */
+let callback_thread: LuaThread | string | undefined = undefined;
+
+function current_thread(): LuaThread | string {
+    return running_thread() ?? MAIN_THREAD;
+}
 
 function on_error(err: unknown): string {
     return traceback(tostring(err), 2);
@@ -27,11 +41,17 @@ function run(name: string, cb: Callback | undefined, id: number | string, n_prev
     if (entering !== undefined) {
         entering();
     }
+    callback_thread = current_thread();
     const [ok, err] = xpcall(cb, on_error, id, n_prev, n_mine, n_next);
+    callback_thread = undefined;
     if (!ok) {
         log(ERR, name, " callback for ", id, " failed: ", err);
     }
 }
 
-export { run };
+/** True when the caller runs inside one of the module's callbacks (in this Lua thread). */
+function inside(): boolean {
+    return callback_thread !== undefined && callback_thread === current_thread();
+}
 
+export { run, inside };
