@@ -10,8 +10,10 @@ declare module "ffi" {
         /** The C namespace; callers narrow it to the functions they declared with cdef. */
         readonly C: unknown;
         errno(this: void): number;
-        /** A C value of type `ct` (zero-filled). */
-        "new"(this: void, ct: string): unknown;
+        /** A C value of type `ct`, zero-filled or set from `init`. */
+        "new"(this: void, ct: string, ...init: unknown[]): unknown;
+        /** A Lua string of `len` bytes at `ptr`. */
+        string(this: void, ptr: unknown, len: number): string;
         /** `value` converted to the C type `ct`. */
         cast(this: void, ct: string, value: unknown): unknown;
     }

@@ -79,6 +79,11 @@ declare namespace ngx {
     namespace timer {
         function at<A extends unknown[]>(delay: number, callback: NgxTimerCallback<A>, ...args: A):
             LuaMultiReturn<[true, undefined] | [undefined, string]>;
+        /** Runs `callback` every `delay` seconds; nginx arms the next run before it runs this one. */
+        function every<A extends unknown[]>(delay: number, callback: NgxTimerCallback<A>, ...args: A):
+            LuaMultiReturn<[true, undefined] | [undefined, string]>;
+        /** Timers running now in this worker (needs a request or timer context). */
+        function running_count(): number;
     }
 
     /** @noSelf */

@@ -51,6 +51,11 @@ declare module "resty.worker.manager" {
         starting: number;
         /** Pids dropped for a late heartbeat whose process still ran then. */
         stalled: number[];
+        /**
+         * No worker runs, but the master keeps this configuration: its last
+         * worker is being replaced, or WINCH held the workers back.
+         */
+        idle: boolean;
     }
 
     interface CrashStatus {
@@ -84,6 +89,16 @@ declare module "resty.worker.manager" {
 
     /** The node's current view; any phase after init_by_lua. */
     function status(this: void): LuaMultiReturn<[Status] | [undefined, string]>;
+
+    /**
+     * Why this worker exits: a newer generation took over ("reload"), the
+     * node stops ("stop"), or nginx goes on with this configuration without
+     * this worker ("replace": a signal sent to the worker itself, WINCH).
+     */
+    type ExitReason = "reload" | "stop" | "replace";
+
+    /** In this worker's exit (its callbacks, or later): why it exits; nil before its exit began. */
+    function exit_reason(this: void): ExitReason | undefined;
 
     const _VERSION: string;
 }

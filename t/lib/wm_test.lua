@@ -4,7 +4,7 @@
 -- that logs, at ngx.WARN:
 --
 --   WMCB-ENTER <event> id=<id> pid=<pid> t=<hires>
---   WMCB <event> id=<id> prev=<n_prev> mine=<n_mine> next=<n_next> pid=<pid> slot=<ngx.worker.id()> count=<ngx.worker.count()> t=<ngx.now()>
+--   WMCB <event> id=<id> prev=<n_prev> mine=<n_mine> next=<n_next> pid=<pid> slot=<ngx.worker.id()> count=<ngx.worker.count()> t=<ngx.now()> ... reason=<exit_reason()>
 --   WMCB-LEAVE <event> id=<id> pid=<pid> t=<hires>
 --
 -- Every value goes through tostring(), so nil prints "nil".
@@ -75,6 +75,16 @@ local function count()
     return "nil"
 end
 
+-- the module's exit_reason() in this process ("nil" outside an exit, or
+-- where the module is not loaded)
+local function reason()
+    local ok, wm = pcall(require, "resty.worker.manager")
+    if ok and type(wm) == "table" and type(wm.exit_reason) == "function" then
+        return tostring(wm.exit_reason())
+    end
+    return "nil"
+end
+
 function M.rec(event, opts)
     opts = opts or {}
     return function(id, n_prev, n_mine, n_next)
@@ -93,6 +103,7 @@ function M.rec(event, opts)
                 " t=", string.format("%.3f", ngx.now()),
                 " nargs=", tostring(select("#", id, n_prev, n_mine, n_next)),
                 " types=", type(id), ",", type(n_prev), ",", type(n_mine), ",", type(n_next),
+                " reason=", reason(),
                 opts.tag and (" tag=" .. tostring(opts.tag)) or "")
         local active = true
         if opts.when then

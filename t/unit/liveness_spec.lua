@@ -38,9 +38,9 @@ describe("liveness", function()
         stub.uninstall()
     end)
 
-    local function finder(exiting)
+    local function finder(stopping)
         return {
-            pid = ME, overdue = OVERDUE, grace = GRACE, exiting = exiting or false,
+            pid = ME, overdue = OVERDUE, grace = GRACE, stopping = stopping or false,
             on_crash = function(id, n_prev, n_mine, n_next)
                 crashes[#crashes + 1] = { id, n_prev, n_mine, n_next }
                 order[#order + 1] = "crash " .. id
@@ -155,7 +155,7 @@ describe("liveness", function()
             assert.same({ gen = 2, slot = 1, pid = 201, cause = "its process is gone" }, suspects[1])
         end)
 
-        it("reports a gone pid of the newest generation at once when the finder is exiting", function()
+        it("reports a gone pid of the newest generation at once when the finder exits for a stop", function()
             local g1 = generation{ ME, 102 }
             kill(102)
             assert.same({}, names((look(g1, 0, 1))))
@@ -603,7 +603,7 @@ describe("liveness", function()
             end)
         end)
 
-        it("does NOT close the newest generation when its last worker dies (nginx respawns it) unless exiting", function()
+        it("does NOT close the newest generation when its last worker dies (nginx respawns it) unless the node stops", function()
             local g1 = generation{ ME }
             local g2 = generation{ 201 }
             kill(201)
@@ -617,7 +617,7 @@ describe("liveness", function()
             assert.is_true(registry.has_generation(dict, g2))
             liveness.settle(dict, finder(), {}, env.now())
             assert.same({}, master_exits)
-            -- an exiting finder knows nothing will be respawned any more
+            -- a finder that exits for a stop knows nothing will be respawned any more
             liveness.settle(dict, finder(true), {}, env.now())
             assert.same({ { 2, 1, 0, nil } }, master_exits)
             assert.same({}, gen_keys(2))
@@ -625,7 +625,7 @@ describe("liveness", function()
             assert.equal(1, #master_exits)
         end)
 
-        it("never closes a generation while a worker of it is still counted (the exiting finder itself)", function()
+        it("never closes a generation while a worker of it is still counted (the finder, exiting for a stop, itself)", function()
             local g1 = generation{ ME, 102 }
             kill(102)
             local f = finder(true)
@@ -714,6 +714,68 @@ describe("liveness", function()
             assert.same({}, gen_keys(1))
             assert.equal(2, dict:get(P .. "low"))
             assert.same({ 0, nil }, { registry.neighbours(dict, g2, env.now(), GRACE) })
+        end)
+    end)
+
+    -- An idle generation: its last worker left gracefully while nginx's master
+    -- kept its configuration (a worker replaced by a signal sent to it, WINCH).
+    describe("an idle generation", function()
+        -- generation g whose only worker (pid) exited, leaving it idle
+        local function idle_generation(pid)
+            local g = generation{ pid }
+            registry.uncount(dict, g, 0, pid)
+            kill(pid)
+            registry.suspend(dict, g, env.now())
+            return g
+        end
+
+        it("is not closed by a heartbeat, nor by an exit that is no stop, while it is the newest", function()
+            local g = idle_generation(101)
+            assert.is_true(registry.idle(dict, g))
+            assert.is_false(liveness.closable(dict, g, false))
+            local _, closing = look(g, 0, 1)
+            assert.is_false(closing)
+            liveness.settle(dict, finder(false), {}, env.now())
+            assert.same({}, master_exits)
+            assert.is_true(registry.has_generation(dict, g))
+        end)
+
+        it("is joined again by the worker nginx starts for it, and is no longer idle", function()
+            local g = idle_generation(101)
+            registry.arrive(dict, g, 0, 102, 1)
+            local mine = registry.register(dict, g, 0, 102, 1, env.now())
+            assert.equal(1, mine)
+            assert.is_false(registry.idle(dict, g))
+            assert.same({ 1 }, { registry.count(dict, g) })
+        end)
+
+        it("is closed by whoever exits for a stop, with a note that it went idle", function()
+            local g = idle_generation(101)
+            liveness.settle(dict, finder(true), {}, env.now())
+            assert.same({ { g, nil, 0, nil } }, master_exits)
+            assert.equal(1, #env.logs_at("NOTICE", "generation 1 went idle and the node stops; running its master exit here"),
+                         env.dump_logs())
+            assert.same({}, gen_keys(g))
+        end)
+
+        it("is not closed while a newer generation only exists (a reload that may be rolled back)", function()
+            local g = idle_generation(101)
+            local g2 = registry.begin_generation(dict, env.now())
+            assert.equal(g2, registry.newest(dict, env.now(), GRACE))
+            assert.is_false(registry.superseded(dict, g))
+            liveness.settle(dict, finder(false), {}, env.now())
+            assert.same({}, master_exits)
+        end)
+
+        it("is closed once a newer generation got a worker: nginx will not run its configuration again", function()
+            local g = idle_generation(101)
+            local g2 = generation{ ME }
+            assert.is_true(registry.superseded(dict, g))
+            local _, closing = look(g2, 0, 1)
+            assert.is_true(closing)
+            liveness.settle(dict, finder(false), {}, env.now())
+            assert.same({ { g, nil, 0, 1 } }, master_exits)
+            assert.equal(1, #env.logs_at("NOTICE", "generation 1 went idle and a newer one took over"), env.dump_logs())
         end)
     end)
 end)

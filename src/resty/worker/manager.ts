@@ -9,21 +9,27 @@
 import * as registry from "./manager/registry";
 import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
-import { run } from "./manager/callbacks";
+import * as listeners from "./manager/listeners";
+import * as exit_reason from "./manager/exit_reason";
+import * as missed_beats from "./manager/missed_beats";
+import * as resume from "./manager/resume";
+import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { free_dead_shm_mutex, pause, process_type, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
-import type { Callback, Options, Status } from "resty.worker.manager";
+import type { Callback, ExitReason, Options, Status } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
+const NOTICE = ngx.NOTICE;
 const INFO = ngx.INFO;
 const get_phase = ngx.get_phase;
 const now = ngx.now;
 const update_time = ngx.update_time;
 const sleep = ngx.sleep;
-const timer_at = ngx.timer.at;
+const timer_every = ngx.timer.every;
 const worker_pid = ngx.worker.pid;
+const worker_exiting = ngx.worker.exiting;
 const worker_id = ngx.worker.id;
 const worker_count = ngx.worker.count;
 const shared = ngx.shared;
@@ -51,13 +57,17 @@ interface Node {
     failed: number;
     /** This configuration load's generation; nil when the shm refused to count it. */
     gen: number | undefined;
+    master_start: Callback | undefined;
     master_exit: Callback | undefined;
     on_crash: Callback | undefined;
 }
 
 /** This worker process, once on_init_worker_by_lua counted it. */
 interface Worker {
+    /** The generation it is counted in. */
     gen: number;
+    /** The generation of the configuration it was forked with (resume.ts: they may differ). */
+    config: number;
     slot: number;
     pid: number;
     id: string;
@@ -72,6 +82,14 @@ interface Worker {
     turn: number;
     /** It was counted once (false while its keys never fitted in a full shm). */
     counted: boolean;
+    /** Why it exits, once its exit began (exit_reason.ts). */
+    reason: ExitReason | undefined;
+    /** It was the last of its generation and left it idle (its master keeps the configuration). */
+    left_idle: boolean;
+    /** When its heartbeat last ran. */
+    last_beat: number;
+    /** The causes of missed heartbeats it logged already (once each). */
+    said: { [cause in missed_beats.MissedCause]?: true };
 }
 
 let node: Node | undefined;
@@ -79,6 +97,12 @@ let worker_hooked = false;
 let worker: Worker | undefined;
 
 function check_phase(fn: string, phase: NgxPhase, directive: string): void {
+    if (inside()) {
+        // Its own work is under way in the callback's caller, which holds
+        // the node lock: run again from here it would nest inside that
+        // work and free the lock under it.
+        error(fn + " must not be called from inside a callback of resty.worker.manager", 3);
+    }
     const current = get_phase();
     if (current !== phase) {
         error(fn + " must be called from " + directive + ", not in phase '" + current + "'", 3);
@@ -154,12 +178,21 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
     const [shm, dict, interval, failed, on_crash] = check_options(opts);
     const start_cb = check_callback("master_start callback", master_start);
     const exit_cb = check_callback("master_exit callback", master_exit);
-    const created: Node = { shm, dict, interval, failed, gen: undefined, master_exit: exit_cb, on_crash };
+    const created: Node = {
+        shm, dict, interval, failed, gen: undefined, master_start: start_cb, master_exit: exit_cb, on_crash,
+    };
     node = created;
 
-    if (process_type() === "signaller" || testing_config()) {
+    const kind = process_type();
+    if (kind === "signaller" || testing_config()) {
         // Old lua-nginx-module versions run init_by_lua in `nginx -s` and
         // `nginx -t` processes, with a private shm: they are no part of the node.
+        return true;
+    }
+    if (kind === "worker" || kind === "helper" || kind === "privileged agent") {
+        // With lua_code_cache off, lua-nginx-module runs init_by_lua again
+        // in a fresh Lua VM for every request, inside the worker. That is
+        // no configuration load: only status() needs what is set up above.
         return true;
     }
 
@@ -182,11 +215,33 @@ function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Ca
     return true;
 }
 
-function finder_for(n: Node, w: Worker, exiting: boolean): liveness.Finder {
+function finder_for(n: Node, w: Worker, stopping: boolean): liveness.Finder {
     return {
-        pid: w.pid, overdue: n.interval + n.failed, grace: n.failed, exiting,
+        pid: w.pid, overdue: n.interval + n.failed, grace: n.failed, stopping,
         on_crash: n.on_crash, master_exit: n.master_exit,
     };
+}
+
+/**
+ * The last worker of generation `g` is gone: its master exit runs, unless
+ * nginx's master goes on with the configuration (`reason` "replace", and the
+ * listening sockets still open now: a stop may have come since), which
+ * leaves the generation idle until a worker joins it again, a newer one
+ * takes over or the node stops.
+ */
+function end_or_suspend(n: Node, w: Worker, reason: ExitReason, known: boolean, grace: number): void {
+    const dict = n.dict;
+    update_time();
+    if (reason === "replace" && exit_reason.closed_now(dict, w.gen) !== true) {
+        registry.suspend(dict, w.gen, now());
+        w.left_idle = true;
+        log(NOTICE, "generation ", w.gen, " has no worker now, but its master keeps its listening sockets: nginx ",
+            "replaces the worker, or holds its workers back (WINCH); no master exit while it may run them again");
+        return;
+    }
+    w.done = true;
+    liveness.end_with_master_exit(dict, n.master_exit, w.gen, w.pid, now(), grace);
+    resume.note_end(dict, w.config, w.gen, reason === "stop" && !known);
 }
 
 /**
@@ -208,6 +263,12 @@ function leave(can_yield: boolean): void {
     // nginx forks a reload's workers before it handles a stop signal, so on
     // a fast stop they show up within moments, unless it was rolled back.
     update_time();
+    // Its heartbeat timer no longer runs: while it waits, it beats here, or
+    // its siblings would count it as crashed.
+    const waiting = (): void => {
+        update_time();
+        registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
+    };
     let grace = n.failed;
     if (can_yield) {
         // Siblings nginx forked that have not reached init_worker yet (slow
@@ -216,7 +277,7 @@ function leave(can_yield: boolean): void {
         while (registry.newer_undecided(dict, w.gen, now(), n.failed)
                || registry.unarrived(dict, w.gen, now(), n.failed)) {
             sleep(UNDECIDED_STEP);
-            update_time();
+            waiting();
         }
     } else {
         const began = now();
@@ -227,9 +288,16 @@ function leave(can_yield: boolean): void {
                 break;
             }
             pause(FAST_STOP_STEP);
-            update_time();
+            waiting();
         }
     }
+    // Decided before its callback runs, which may ask (exit_reason()). The
+    // exit hook also runs after a graceful exit whose timer never ran it.
+    update_time();
+    let [reason, known] = exit_reason.find(dict, w.gen, registry.newest(dict, now(), grace),
+                                           can_yield || worker_exiting(), can_yield,
+                                           can_yield ? n.failed : FAST_STOP_WAIT, waiting);
+    w.reason = reason;
 
     // In the exit hook, a timer of this very process that the fast stop
     // abandoned may still hold the lock: it will never run again, so its hold
@@ -237,11 +305,13 @@ function leave(can_yield: boolean): void {
     let hold = (can_yield ? undefined : lock.mine()) ?? lock.acquire(dict, can_yield);
     update_time();
     if (!w.reported) {
-        const finder = finder_for(n, w, true);
+        const finder = finder_for(n, w, reason === "stop");
         // Siblings that died are dropped first, so that the last one really
         // alive runs the master exit.
         liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
         const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
+        [reason, known] = exit_reason.agree(reason, known, n_next);
+        w.reason = reason;
         const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
         if (!counted) {
             if (registry.clear_uncounted(dict, w.gen, w.slot, w.pid)) {
@@ -260,13 +330,29 @@ function leave(can_yield: boolean): void {
         liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
     }
 
-    if (liveness.closable(dict, w.gen)) {
-        w.done = true;
-        update_time();
-        liveness.end_with_master_exit(dict, n.master_exit, w.gen, w.pid, now(), grace);
+    if (liveness.closable(dict, w.gen, reason === "stop")) {
+        end_or_suspend(n, w, reason, known, grace);
     }
     w.done = true;
     lock.release(dict, hold);
+}
+
+/**
+ * This worker left its generation idle, and by the time it exits nginx's
+ * master closed the listening sockets after all (the node stops while the
+ * worker drained): nobody else is left to run the master exit.
+ */
+function end_idle_on_stop(): void {
+    const w = worker;
+    const n = node;
+    if (w === undefined || n === undefined || !w.left_idle || exit_reason.closed_now(n.dict, w.gen) !== true) {
+        return;
+    }
+    w.left_idle = false;
+    const hold = lock.acquire(n.dict, false);
+    update_time();
+    liveness.settle(n.dict, finder_for(n, w, true), [], now());
+    lock.release(n.dict, hold);
 }
 
 /**
@@ -282,6 +368,14 @@ function lock_for_beat(w: Worker, dict: NgxSharedDict): lock.Hold | undefined {
         return undefined;
     }
     return hold;
+}
+
+/** Records the listening sockets of `g`, which this worker holds (listeners.ts). */
+function note_listeners(dict: NgxSharedDict, g: number): void {
+    const inodes = listeners.held();
+    if (inodes !== undefined) {
+        registry.note_listeners(dict, g, inodes);
+    }
 }
 
 /** The heartbeat: proves this worker alive and looks for workers that died. */
@@ -308,6 +402,9 @@ function beat(w: Worker, n: Node): void {
                 "' (lost, or not written while it was full): restored ", restored);
         }
         w.counted = w.counted || recounted;
+        if (restored !== undefined && registry.listeners(dict, w.gen) === undefined) {
+            note_listeners(dict, w.gen);
+        }
         lock.release(dict, hold);
     }
     registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
@@ -332,6 +429,22 @@ function beat(w: Worker, n: Node): void {
     }
 }
 
+/** Says once per cause why this worker's heartbeat did not run on time (missed_beats.ts). */
+function note_missed_beats(w: Worker, n: Node, at: number): void {
+    const gap = at - w.last_beat;
+    w.last_beat = at;
+    const [cause, missed] = missed_beats.judge(gap, n.interval);
+    if (cause !== undefined && w.said[cause] === undefined) {
+        w.said[cause] = true;
+        log(WARN, missed_beats.explain(w.id, cause, missed, gap, n.interval));
+    }
+}
+
+/**
+ * An ngx.timer.every timer: nginx arms the next run before it runs this
+ * one, so neither a run it drops (lua_max_running_timers all busy) nor a
+ * slow callback run by a beat ends the heartbeat.
+ */
 function on_beat(premature: boolean): void {
     const w = worker;
     const n = node;
@@ -344,17 +457,33 @@ function on_beat(premature: boolean): void {
         leave(true);
         return;
     }
-    // Scheduled before this beat's work, so callbacks run by it cannot
-    // delay the next beat and make this worker look stalled.
-    const [ok, err] = timer_at(n.interval, on_beat);
-    if (!ok) {
-        if (err === "process exiting") {
-            leave(true);
-            return;
-        }
-        log(ERR, "could not schedule the heartbeat of worker ", w.id, ": ", err);
-    }
+    update_time();
+    note_missed_beats(w, n, now());
     beat(w, n);
+}
+
+/**
+ * The generation a starting worker of configuration `config` joins, under
+ * the lock: that configuration's own, or the one that carries it since
+ * (resume.ts), opened here, master start included, when nginx starts the
+ * worker after the configuration's master exit ran on an assumed stop.
+ */
+function join(n: Node, config: number, pid: number): number {
+    const dict = n.dict;
+    const carrier = resume.carrier(dict, config);
+    if (carrier !== undefined || !resume.resumable(dict, config)) {
+        return carrier ?? config;
+    }
+    update_time();
+    const g = resume.open(dict, config, now());
+    if (g === undefined) {
+        return config;
+    }
+    log(NOTICE, "worker ", pid, " starts from the configuration of generation ", config, " after its master exit ",
+        "ran on a fast exit (a stop, or a worker recycled with TERM): it opens generation ", g, " for it");
+    const [n_prev] = registry.neighbours(dict, g, now(), n.failed);
+    run("master start", n.master_start, g, n_prev, 0, undefined);
+    return g;
 }
 
 /**
@@ -376,10 +505,10 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
         error("on_init_worker_by_lua needs a successful on_init_by_lua in init_by_lua* first", 2);
     }
     worker_hooked = true;
-    const g = n.gen;
+    const config = n.gen;
     const slot = worker_id();
     const kind = process_type();
-    if (g === undefined || slot === undefined || kind !== "worker") {
+    if (config === undefined || slot === undefined || kind !== "worker") {
         // The privileged agent, cache processes and single-process mode run
         // init_worker too, but they are not workers of the node.
         log(INFO, "process ", worker_pid(), " (", kind, ") is not a tracked worker");
@@ -387,15 +516,24 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     }
     const dict = n.dict;
     const pid = worker_pid();
-    const w: Worker = {
-        gen: g, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false, turn: 0,
-        counted: false,
-    };
-    const lost = registry.arrive(dict, g, slot, pid, worker_count());
+    // Noted before the lock wait, so that a death while waiting is seen; a
+    // worker of an ended configuration is noted where it joins, below.
+    const early = resume.carrier(dict, config) ?? (registry.ended(dict, config) ? undefined : config);
+    const lost = early !== undefined ? registry.arrive(dict, early, slot, pid, worker_count()) : undefined;
 
     let hold = lock.acquire(dict, false);
     update_time();
     registry.sweep(dict, now(), n.failed);
+    const g = join(n, config, pid);
+    if (g !== early) {
+        registry.arrive(dict, g, slot, pid, worker_count());
+    }
+    hold = lock.renew(dict, hold, false);
+    update_time();
+    const w: Worker = {
+        gen: g, config, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false,
+        turn: 0, counted: false, reason: undefined, left_idle: false, last_beat: now(), said: {},
+    };
     const [mine, dead, counted] = registry.register(dict, g, slot, pid, worker_count(), now());
     if (mine === undefined) {
         lock.release(dict, hold);
@@ -407,6 +545,8 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     if (!counted) {
         log(ERR, "worker ", w.id, " could not be counted (no room for its keys in shm '", n.shm,
             "'); its heartbeat counts it once there is room");
+    } else if (registry.listeners(dict, g) === undefined) {
+        note_listeners(dict, g);
     }
     // The start callback still counts the dead predecessor (`mine`), as the
     // contract promises, but the shm drops it now: if this worker is killed
@@ -423,17 +563,18 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     // in its own start callback before it could report its predecessor.
     liveness.report_replaced(dict, n.on_crash, n.failed, g, slot, now(),
                              unqueued !== undefined ? { dead: unqueued, by: pid } : undefined);
-    if (lost !== undefined) {
+    if (lost !== undefined && early !== undefined) {
         // Killed while it waited for the lock: never counted, so nothing to
         // drop, but the crash is still reported.
-        log(ERR, "worker ", g, "-", lost, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it was ",
-            "counted: nginx respawned its slot as ", w.id);
-        liveness.announce_crash(dict, n.on_crash, n.failed, g, lost, slot, "crashed while starting",
-                                registry.count(dict, g), now());
+        log(ERR, "worker ", early, "-", lost, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it ",
+            "was counted: nginx respawned its slot as ", w.id);
+        liveness.announce_crash(dict, n.on_crash, n.failed, early, lost, slot, "crashed while starting",
+                                registry.count(dict, early), now());
     }
     lock.release(dict, hold);
 
-    const [ok, err] = timer_at(n.interval, on_beat);
+    w.last_beat = now();
+    const [ok, err] = timer_every(n.interval, on_beat);
     if (!ok) {
         log(ERR, "could not start the heartbeat of worker ", w.id, ": ", err,
             "; its exit is tracked only through on_exit_worker_by_lua");
@@ -450,7 +591,20 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
 function on_exit_worker_by_lua(): true {
     check_phase("on_exit_worker_by_lua", "exit_worker", "exit_worker_by_lua*");
     leave(false);
+    end_idle_on_stop();
     return true;
+}
+
+/**
+ * Why this worker exits, for its exit callback (or anything that runs after
+ * its exit began): "reload" (a newer generation took over: n_next is a
+ * number), "stop" (the node stops) or "replace" (nginx goes on with this
+ * configuration without this worker: a signal sent to the worker itself,
+ * or WINCH). Nil while this worker is not exiting, or is not tracked.
+ */
+function exit_reason_of_worker(): ExitReason | undefined {
+    const w = worker;
+    return w !== undefined && w.exited ? w.reason : undefined;
 }
 
 /**
@@ -468,5 +622,8 @@ function status(): LuaMultiReturn<[Status] | [undefined, string]> {
 
 const _VERSION: string = "0.1.0";
 
-export { _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status };
-export type { Options, Callback, Status };
+export {
+    _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status,
+    exit_reason_of_worker as exit_reason,
+};
+export type { Options, Callback, Status, ExitReason };

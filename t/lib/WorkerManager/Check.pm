@@ -29,8 +29,9 @@ our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model
 
 sub cb_str {
     my $c = shift;
-    return sprintf '#%d %s(%s, %s, %s, %s) pid=%s slot=%s count=%s%s',
+    return sprintf '#%d %s(%s, %s, %s, %s) pid=%s slot=%s count=%s%s%s',
         $c->{idx}, $c->{event}, map({ $_ // '?' } @$c{qw(id prev mine next pid slot count)}),
+        ($c->{reason} // 'nil') ne 'nil' ? " reason=$c->{reason}" : '',
         $c->{tag} ? " tag=$c->{tag}" : '';
 }
 
@@ -241,7 +242,10 @@ our $LATE_RE    = qr/\[worker-manager\] worker (\d+)-(\d+) exits after it was dr
 our $NOCOUNT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) could not be counted \(no room/;
 our $LATECOUNT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) is counted now: its keys did not fit/;
 our $UNCOUNTED_EXIT_RE = qr/\[worker-manager\] worker (\d+)-(\d+) exits while not counted/;
-our $BEHALF_RE  = qr/\[worker-manager\] generation (\d+) lost its last worker [^;]*; running its master exit here/;
+# (or of an idle generation, one whose last worker left while nginx's master
+# kept its configuration: closed by a newer generation's worker or by
+# whoever exits for a stop, its own last worker included)
+our $BEHALF_RE  = qr/\[worker-manager\] generation (\d+) (lost its last worker|went idle)[^;]*; running its master exit here/;
 our $SIGNAL_RE  = qr/worker process (\d+) exited on signal (\d+)/;
 our $TAKEOVER_RE = qr/\[worker-manager\] took over the node lock from dead process (\d+)/;
 
@@ -564,7 +568,7 @@ sub lifecycle_errors {
     # the module's "running its master exit here" notices: pid => [ [gen, idx] ]
     my %behalf;
     for my $e ($n->grep_log($BEHALF_RE, since => $o{since})) {
-        push @{ $behalf{ $e->{pid} } }, [ $1, $e->{idx} ] if $e->{text} =~ $BEHALF_RE;
+        push @{ $behalf{ $e->{pid} } }, [ $1, $e->{idx}, $2 eq 'went idle' ] if $e->{text} =~ $BEHALF_RE;
     }
     my @drops = drops($n, since => $o{since});
     my %last_idx;    # logpid => idx of its previous callback
@@ -593,6 +597,15 @@ sub lifecycle_errors {
         push @err, "$s: next not nil/integer" unless $c->{next} =~ /^(?:nil|\d+)$/;
         push @err, "$s: mine not an integer"  unless $c->{mine} =~ /^\d+$/;
         push @err, "$s: callback given $c->{nargs} args, not 4" if ($c->{nargs} // 4) != 4;
+        # exit_reason() in a worker exit: "reload" exactly when n_next is a
+        # number, "stop" or "replace" when it is nil (logged by wm_test.lua)
+        if ($c->{event} eq 'worker_exit' && defined $c->{reason}) {
+            if ($c->{next} =~ /^\d+$/) {
+                push @err, "$s: exit_reason() $c->{reason} with n_next=$c->{next} (must be reload)" if $c->{reason} ne 'reload';
+            } elsif ($c->{reason} !~ /^(?:stop|replace)$/) {
+                push @err, "$s: exit_reason() $c->{reason} with n_next=nil (must be stop or replace)";
+            }
+        }
         my $g = $c->{gen} // -1;
         push @err, "$s: callback of generation $g after its master_exit" if $ended{$g};
         if ($c->{event} eq 'worker_start') { push @err, "$s: worker started twice" if $ws{ $c->{id} }++ }
@@ -632,7 +645,7 @@ sub lifecycle_errors {
             if ($b) {
                 my $fg = $gen_of_pid{ $c->{logpid} };
                 push @err, "$s: master exit on behalf of gen $g in a process that is not a worker of another generation"
-                    if !defined $fg || $fg == $g;
+                    if (!defined $fg || $fg == $g) && !$b->[2];
                 $c->{_i} = $i;
                 next;
             }
@@ -827,7 +840,7 @@ sub invariant_errors {
                       map { { %$_, ghost => 1, text => '' } } grep { $_->{idx} > $lo && $_->{idx} < $hi + 1 } @ghosts ];
         }
         my $lp = @life > 1 ? "[lifetime $L] " : '';
-        my (%starts, %exits, %me, %wp, %dep, %dep_cb, %reap, %drop, %gen_of, %me_idx);
+        my (%starts, %exits, %me, %wp, %dep, %dep_cb, %reap, %drop, %gen_of, %me_idx, %termed);
         my ($master, $stopped, $stopsig, $stopsig_idx);
         my $live = sub {    # started minus exited, of the generations $pred accepts
             my ($pred) = @_;
@@ -858,6 +871,8 @@ sub invariant_errors {
                 elsif ($t eq 'exit') { $stopped = $e->{idx} if defined $master && $e->{pid} eq $master }
                 elsif ($t =~ $STOPSIG_RE) {
                     if (!defined $master || $e->{pid} eq $master) { $stopsig = $1; $stopsig_idx = $e->{idx} }
+                    # a fast stop signal sent to one worker (recycled by TERM)
+                    elsif ($1 ne '3') { $termed{ $e->{pid} } = $e->{idx} }
                 }
                 next;
             }
@@ -962,6 +977,7 @@ sub invariant_errors {
             next unless defined $r->{code} && $r->{code} eq '0';
             next if defined $dep_cb{$p} && $dep_cb{$p} < $r->{idx};
             next if $fast && !$hook && $r->{idx} > $stopsig_idx;
+            next if !$hook && defined $termed{$p};    # no Lua runs on a fast exit without the hook
             push @err, "${lp}worker $gen_of{$p}-$p exited with code 0 (#$r->{idx}) without its worker exit"
                 . ($fast ? ' (fast stop, exit hook ' . ($hook ? 'on' : 'off') . ')' : '');
         }

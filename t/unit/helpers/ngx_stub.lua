@@ -90,6 +90,8 @@ function M.install(opts)
         sleeps = {},
         pauses = {},
         live_pids = {},
+        fd_size = opts.fd_size,
+        listening = {},
         pid_checks = {},
         wait_calls = 0,
     }
@@ -228,6 +230,22 @@ function M.install(opts)
         end,
         process_type = function()
             return env.process_type
+        end,
+        -- this process's fd table: env.fd_size slots, env.listening[fd] = inode
+        fd_table_size = function()
+            return env.fd_size
+        end,
+        read_file = function(path)
+            local file = io.open(path, "r")
+            if file == nil then
+                return nil
+            end
+            local text = file:read("*a")
+            file:close()
+            return text
+        end,
+        listening_inode = function(fd)
+            return env.listening[fd]
         end,
         -- the fake dict has no slab mutex; counted, for the specs that care
         free_dead_shm_mutex = function(dict)

@@ -11,6 +11,10 @@ const WARN = ngx.WARN;
 interface LibC {
     usleep(this: void, usec: number): number;
     kill(this: void, pid: number, sig: number): number;
+    getppid(this: void): number;
+    getsockopt(this: void, fd: number, level: number, name: number, value: unknown, len: unknown): number;
+    /** Returns a 64-bit cdata (ssize_t). */
+    readlink(this: void, path: string, buf: unknown, size: number): unknown;
     /** nginx's own flag for `nginx -t` / `-T` (exported by the binary for FFI). */
     readonly ngx_test_config: number;
     /** The shm zone (ngx_shm_zone_t *) of a lua_shared_dict's userdata (lua-nginx-module). */
@@ -34,6 +38,9 @@ interface Shmtx {
 // function already, and LuaJIT refuses a second declaration of a name.
 pcall(ffi.cdef, "int usleep(unsigned int usec);");
 pcall(ffi.cdef, "int kill(int pid, int sig);");
+pcall(ffi.cdef, "int getppid(void);");
+pcall(ffi.cdef, "int getsockopt(int sockfd, int level, int optname, void *optval, unsigned int *optlen);");
+pcall(ffi.cdef, "long readlink(const char *path, char *buf, unsigned long bufsiz);");
 pcall(ffi.cdef, "extern uintptr_t ngx_test_config;");
 pcall(ffi.cdef, "void *ngx_http_lua_ffi_shdict_udata_to_zone(void *zone_udata);");
 pcall(ffi.cdef, "uintptr_t ngx_shmtx_force_unlock(void *mtx, int pid);");
@@ -42,6 +49,11 @@ pcall(ffi.cdef, "typedef struct { volatile unsigned long *lock; volatile unsigne
 
 const C = ffi.C as LibC;
 const ESRCH = 3;
+/** Linux's SOL_SOCKET and SO_ACCEPTCONN (x86 and ARM). */
+const SOL_SOCKET = 1;
+const SO_ACCEPTCONN = 30;
+/** "socket:[<inode>]" fits easily. */
+const LINK_SIZE = 64;
 
 /**
  * Blocks the whole process for `seconds`. For init_by_lua, init_worker_by_lua
@@ -51,19 +63,50 @@ function pause(seconds: number): void {
     C.usleep(math.floor(seconds * 1e6));
 }
 
-/** The state letter of a process from /proc (Linux), nil where unreadable. */
-function proc_state(pid: number): string | undefined {
-    const [file] = io.open("/proc/" + pid + "/stat", "r");
+/** The whole text of a small file (under /proc, say), nil where it cannot be read. */
+function read_file(path: string): string | undefined {
+    const [file] = io.open(path, "r");
     if (file === undefined) {
         return undefined;
     }
-    const line: unknown = file.read("*l");
+    const text: unknown = file.read("*a");
     file.close();
-    if (typeof line !== "string") {
+    return typeof text === "string" ? text : undefined;
+}
+
+/** The state letter of a process from /proc (Linux), nil where unreadable. */
+function proc_state(pid: number): string | undefined {
+    const text = read_file("/proc/" + pid + "/stat");
+    if (text === undefined) {
         return undefined;
     }
-    const [state] = string.match(line, "^%d+ %b() (%a)");
+    const [state] = string.match(text, "^%d+ %b() (%a)");
     return state;
+}
+
+/** The parent of process `pid` (/proc), nil where unreadable. */
+function parent_of(pid: number): number | undefined {
+    const text = read_file("/proc/" + pid + "/stat");
+    if (text === undefined) {
+        return undefined;
+    }
+    const [ppid] = string.match(text, "^%d+ %b() %a (%d+)");
+    return ppid !== undefined ? tonumber(ppid) : undefined;
+}
+
+/** True when process `pid` is an nginx master (by the title nginx gives it), false where unreadable. */
+function is_nginx_master(pid: number): boolean {
+    const title = read_file("/proc/" + pid + "/cmdline");
+    return title !== undefined && string.find(title, "^nginx: master process") !== undefined;
+}
+
+/**
+ * True in a worker whose master is the new binary of a binary upgrade in
+ * progress (USR2): nginx forked it from the old master, which still runs.
+ */
+function upgrading_from_old_master(): boolean {
+    const grandparent = parent_of(C.getppid());
+    return grandparent !== undefined && grandparent > 1 && is_nginx_master(grandparent);
 }
 
 /** False only when the pid certainly does not run (EPERM means it does). */
@@ -147,6 +190,32 @@ function free_dead_shm_mutex(dict: NgxSharedDict): void {
     }
 }
 
+/** How many descriptors this process's fd table has room for (Linux), nil where unknown. */
+function fd_table_size(): number | undefined {
+    const text = read_file("/proc/self/status");
+    if (text === undefined) {
+        return undefined;
+    }
+    const [size] = string.match(text, "\nFDSize:%s*(%d+)");
+    return size !== undefined ? tonumber(size) : undefined;
+}
+
+/** The inode of the socket on descriptor `fd` if it listens (accepts connections), else nil. */
+function listening_inode(fd: number): string | undefined {
+    const flag = ffi.new("int[1]") as Record<number, number>;
+    const size = ffi.new("unsigned int[1]", 4);
+    if (C.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, flag, size) !== 0 || flag[0] !== 1) {
+        return undefined;
+    }
+    const buf = ffi.new("char[?]", LINK_SIZE);
+    const n = tonumber(C.readlink("/proc/self/fd/" + fd, buf, LINK_SIZE)) ?? -1;
+    if (n <= 0) {
+        return undefined;
+    }
+    const [inode] = string.match(ffi.string(buf, n), "^socket:%[(%d+)%]$");
+    return inode;
+}
+
 function read_test_flag(): number {
     return tonumber(C.ngx_test_config) ?? 0;
 }
@@ -173,5 +242,8 @@ function process_type(): ProcessType {
     return ngx.worker.id() !== undefined ? "worker" : "unknown";
 }
 
-export { pause, pid_alive, free_dead_shm_mutex, process_type, testing_config };
+export {
+    pause, pid_alive, free_dead_shm_mutex, process_type, testing_config, read_file, fd_table_size, listening_inode,
+    upgrading_from_old_master,
+};
 export type { ProcessType };

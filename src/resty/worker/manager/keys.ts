@@ -75,4 +75,28 @@ function stalled(g: number, s: number): string {
     return PREFIX + "g" + g + ":stalled" + s;
 }
 
-export { PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, gen, live, arrived, size, arrival, slot, replaced, stalled, closing };
+/** Inodes of the generation's listening sockets, "ino ino ..." (listeners.ts). */
+function listeners(g: number): string {
+    return PREFIX + "g" + g + ":listeners";
+}
+
+/**
+ * Set while the generation has no worker but its master keeps running its
+ * configuration (a worker being replaced, WINCH): when its last worker left.
+ */
+function idle(g: number): string {
+    return PREFIX + "g" + g + ":idle";
+}
+
+/**
+ * The last generation of a configuration whose master exit ran on a fast
+ * exit, where the module could only assume a stop: "<configuration's
+ * generation> <last generation>". A worker nginx then starts from that
+ * configuration opens a new generation for it (resume.ts).
+ */
+const RESUME = PREFIX + "resume";
+
+export {
+    PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
+    closing, listeners, idle,
+};

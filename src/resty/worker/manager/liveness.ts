@@ -30,8 +30,8 @@ interface Finder {
     overdue: number;
     /** Seconds a generation may go without a worker before it counts as rolled back. */
     grace: number;
-    /** The finder is exiting: nginx respawns nothing then, in its generation or older. */
-    exiting: boolean;
+    /** The finder exits because the node stops: nginx respawns nothing now. */
+    stopping: boolean;
     on_crash: Callback | undefined;
     master_exit: Callback | undefined;
 }
@@ -82,7 +82,7 @@ function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: nu
     const [low, top] = registry.span(dict);
     const newest = registry.newest(dict, now, finder.grace);
     for (const g of $range(low, top)) {
-        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g))
+        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g, finder.stopping))
             || cut_short(dict, g)) {
             closing = true;
         }
@@ -92,7 +92,7 @@ function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: nu
             if (g === own_gen && s === own_slot) {
                 s = (s + 1) % size;
             }
-            suspect_at(dict, finder, g, s, now, g === newest && !finder.exiting, found);
+            suspect_at(dict, finder, g, s, now, g === newest && !finder.stopping, found);
         }
     }
     return $multi(found, closing);
@@ -123,10 +123,14 @@ function alive(pids: number[]): number[] {
  * counted, none is still starting (a worker killed while it waited for the
  * lock is not), and none dropped for a late heartbeat still runs (a busy
  * worker must not see its generation's master exit before its own exit).
+ * An idle generation (registry.suspend) is over only once a newer one got a
+ * worker, or when the node stops (`stopping`): until then nginx's master
+ * may start its workers again.
  */
-function closable(dict: NgxSharedDict, g: number): boolean {
-    return registry.finished(dict, g) && alive(registry.starting(dict, g)).length === 0
-        && alive(registry.stalled(dict, g)).length === 0;
+function closable(dict: NgxSharedDict, g: number, stopping: boolean): boolean {
+    return registry.finished(dict, g)
+        && (stopping || !registry.idle(dict, g) || registry.superseded(dict, g))
+        && alive(registry.starting(dict, g)).length === 0 && alive(registry.stalled(dict, g)).length === 0;
 }
 
 /**
@@ -173,9 +177,17 @@ function report_replaced(dict: NgxSharedDict, on_crash: Callback | undefined, gr
     }
 }
 
-/** Ends generation `g` on behalf of its last worker, which died: its master exit runs here. */
+/**
+ * Ends generation `g` on behalf of its last worker, which died, or of an idle
+ * generation that nginx will not run again: its master exit runs here.
+ */
 function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): void {
-    log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
+    if (registry.idle(dict, g)) {
+        log(NOTICE, "generation ", g, " went idle and ", finder.stopping ? "the node stops" : "a newer one took over",
+            "; running its master exit here");
+    } else {
+        log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
+    }
     end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.grace);
 }
 
@@ -206,15 +218,16 @@ function finish_cut_short(dict: NgxSharedDict, finder: Finder, g: number, now: n
 /**
  * Under the lock: drops each suspect that is still counted and still looks
  * dead (logged at ERR, then the crash callback), closes generations whose
- * last worker died (but `own`: an exiting worker closes its own generation
- * itself, as its last worker), and forgets rolled-back reloads.
+ * last worker died and idle ones that are over (but `own`: an exiting worker
+ * closes its own generation itself, as its last worker), and forgets
+ * rolled-back reloads.
  */
 function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: number, own?: number): void {
     registry.sweep(dict, now, finder.grace);
     const newest = registry.newest(dict, now, finder.grace);
     for (const x of suspects) {
         const [pid, beat] = registry.occupant(dict, x.gen, x.slot);
-        const respawnable = x.gen === newest && !finder.exiting;
+        const respawnable = x.gen === newest && !finder.stopping;
         if (pid === x.pid && diagnose(pid, beat, now, finder.overdue, respawnable) !== undefined) {
             const running = pid_alive(x.pid);
             const [counted, left] = registry.uncount(dict, x.gen, x.slot, x.pid, running);
@@ -234,7 +247,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
     const [low, top] = registry.span(dict);
     for (const g of $range(low, top)) {
-        if (g !== own && (g !== newest || finder.exiting) && closable(dict, g)) {
+        if (g !== own && (g !== newest || finder.stopping) && closable(dict, g, finder.stopping)) {
             close(dict, finder, g, now);
         } else if (cut_short(dict, g)) {
             finish_cut_short(dict, finder, g, now);

@@ -183,6 +183,8 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
         return $multi(count(dict, g) + 1, undefined, false);
     }
     remove(dict, keys.arrival(g, s));
+    // A worker of an idle generation: nginx went on with it (a respawn, a rollback).
+    remove(dict, keys.idle(g));
     const mine = add(dict, keys.live(g), 1) ?? 1;
     return $multi(mine, previous !== pid ? previous : undefined, true);
 }
@@ -331,6 +333,8 @@ function forget(dict: NgxSharedDict, g: number): void {
     remove(dict, keys.size(g));
     remove(dict, keys.arrived(g));
     remove(dict, keys.closing(g));
+    remove(dict, keys.listeners(g));
+    remove(dict, keys.idle(g));
     remove(dict, keys.live(g));
     remove(dict, keys.gen(g));
 }
@@ -389,6 +393,45 @@ function closer(dict: NgxSharedDict, g: number): LuaMultiReturn<[number | undefi
 /** The closer of `g` died before it entered the master exit: `g` is finished, not closing. */
 function reopen(dict: NgxSharedDict, g: number): void {
     remove(dict, keys.closing(g));
+}
+
+/** Records the listening sockets of `g` (listeners.ts), once: every worker of it holds the same. */
+function note_listeners(dict: NgxSharedDict, g: number, inodes: string): void {
+    if (read_string(dict, keys.listeners(g)) === undefined) {
+        write(dict, keys.listeners(g), inodes);
+    }
+}
+
+/** The listening sockets of `g` as listeners.held() gave them, nil if unknown. */
+function listeners(dict: NgxSharedDict, g: number): string | undefined {
+    return read_string(dict, keys.listeners(g));
+}
+
+/**
+ * `g` has no worker, but its master keeps running its configuration (its
+ * last worker was replaced, or held back by WINCH): no master exit yet.
+ */
+function suspend(dict: NgxSharedDict, g: number, now: number): void {
+    write(dict, keys.idle(g), now);
+}
+
+/** True while `g` is idle (see suspend) and no worker joined it since. */
+function idle(dict: NgxSharedDict, g: number): boolean {
+    return read_number(dict, keys.idle(g)) !== undefined;
+}
+
+/**
+ * True once a generation newer than `g` got a worker: nginx's master runs a
+ * newer configuration, so `g`'s will not get a worker again.
+ */
+function superseded(dict: NgxSharedDict, g: number): boolean {
+    const [, top] = span(dict);
+    for (const h of $range(g + 1, top)) {
+        if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0 || ended(dict, h)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /** Removes the records of a generation whose master exit ran. */
@@ -488,5 +531,5 @@ export {
     begin_generation, arrive, has_generation, count, unarrived, starting, slots, occupant, ended, register,
     replace_dead, take_replaced, uncount, restore, stalled, clear_uncounted, heartbeat,
     span, finished, begin_close, enter_close, closer, reopen, end_generation, exists, newest, rolled_back, sweep,
-    neighbours, newer_undecided,
+    neighbours, newer_undecided, note_listeners, listeners, suspend, idle, superseded,
 };

@@ -40,6 +40,7 @@ function generation_status(dict: NgxSharedDict, g: number): GenerationStatus {
         workers,
         starting: alive(registry.starting(dict, g)).length,
         stalled: registry.stalled(dict, g),
+        idle: registry.idle(dict, g),
     };
 }
 
