@@ -88,8 +88,8 @@ interface Worker {
     left_idle: boolean;
     /** When its heartbeat last ran. */
     last_beat: number;
-    /** The causes of missed heartbeats it logged already (once each). */
-    said: { [cause in missed_beats.MissedCause]?: true };
+    /** It said already that its heartbeat missed runs (once is enough). */
+    said_missed: boolean;
 }
 
 let node: Node | undefined;
@@ -429,14 +429,14 @@ function beat(w: Worker, n: Node): void {
     }
 }
 
-/** Says once per cause why this worker's heartbeat did not run on time (missed_beats.ts). */
+/** Says once why this worker's heartbeat missed runs, if it did (missed_beats.ts). */
 function note_missed_beats(w: Worker, n: Node, at: number): void {
     const gap = at - w.last_beat;
     w.last_beat = at;
-    const [cause, missed] = missed_beats.judge(gap, n.interval);
-    if (cause !== undefined && w.said[cause] === undefined) {
-        w.said[cause] = true;
-        log(WARN, missed_beats.explain(w.id, cause, missed, gap, n.interval));
+    const missed = missed_beats.missing(gap, n.interval);
+    if (missed > 0 && !w.said_missed) {
+        w.said_missed = true;
+        log(WARN, missed_beats.explain(w.id, missed, gap, n.interval));
     }
 }
 
@@ -532,7 +532,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     update_time();
     const w: Worker = {
         gen: g, config, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false,
-        turn: 0, counted: false, reason: undefined, left_idle: false, last_beat: now(), said: {},
+        turn: 0, counted: false, reason: undefined, left_idle: false, last_beat: now(), said_missed: false,
     };
     const [mine, dead, counted] = registry.register(dict, g, slot, pid, worker_count(), now());
     if (mine === undefined) {
