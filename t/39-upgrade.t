@@ -16,7 +16,8 @@
 # runs in a worker of the new one.
 #
 # Both nodes log to the same error.log; each node's lines are told apart by
-# pid (the new master and the workers it started) and checked on their own.
+# pid (the new master and the workers it started: the driver's foreign())
+# and checked on their own.
 use strict;
 use warnings;
 use Test::More;
@@ -43,6 +44,8 @@ sub usr2 {
     my $new = $n->wait_until(sub { my $p = read_pid($pidfile); -f "$pidfile.oldbin" && $p && $p != $n->master_pid ? $p : 0 },
                              desc => "[$label] the new binary's master writes its pid");
     $n->wait_log(qr/WMREADY /, count => $n->workers, since => $mark, desc => "[$label] the new binary's workers start");
+    # from now on $n is the old node; the new one is read apart
+    $n->foreign($new);
     return $new;
 }
 
@@ -51,29 +54,6 @@ sub gone {
     open my $fh, '<', "/proc/$pid/stat" or return 1;
     my $s = <$fh> // '';
     return $s =~ /^\d+ \(.*\) [ZX] /s ? 1 : 0;
-}
-
-# The log lines of each node: [old node's file, new node's file]
-sub split_log {
-    my ($n, $new_master) = @_;
-    my %new = ($new_master => 1);
-    for my $e ($n->entries) {
-        $new{$1} = 1 if $e->{pid} == $new_master && $e->{text} =~ /^start worker process (\d+)/;
-    }
-    my @files;
-    for my $which (0, 1) {
-        my $file = $n->prefix . "/logs/node-$which.log";
-        open my $fh, '>', $file or die "$file: $!";
-        print {$fh} "$_->{line}\n" for grep { ($new{ $_->{pid} } ? 1 : 0) == $which } $n->entries;
-        close $fh;
-        push @files, $file;
-    }
-    return @files;
-}
-
-sub node {
-    my ($n, $file, $master) = @_;
-    return WorkerManager::Nginx->from_log($file, workers => $n->workers, opts => $OPTS, master => $master);
 }
 
 sub stop_old {
@@ -109,9 +89,7 @@ for my $rollback ('HUP to the old master', 'QUIT to the new master') {
     $n->wait_until(sub { gone($new) }, desc => "[$label] the new master exits");
     stop_old($n, $label);
 
-    my ($old_log, $new_log) = split_log($n, $new);
-    my $o = node($n, $old_log, $old);
-    my @c = $o->callbacks;
+    my @c = $n->callbacks;
     note "[$label] old node:\n" . cbs_str(@c);
     is(join(' ', map { $_->{event} } @c),
        'master_start worker_start worker_start worker_exit worker_exit worker_start worker_start worker_exit worker_exit master_exit',
@@ -124,16 +102,17 @@ for my $rollback ('HUP to the old master', 'QUIT to the new master') {
     is(join(',', map { $_->{mine} } @rs), '1,2', "[$label] the rollback's workers start counting from 1 again");
     cb_is($_, ["1-$_->{pid}", 'nil', undef, 'nil'], "[$label] worker_start(1-<pid>, nil, $_->{mine}, nil) after the rollback") for @rs;
     cb_is($c[-1], [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil), once");
-    checker_ok($o, label => "$label, old node", on_crash => 1, complete => 1);
+    checker_ok($n, label => "$label, old node", on_crash => 1, complete => 1);
 
-    my $w = node($n, $new_log, $new);
+    my $w = $n->foreign_node($new);
     my @nc = $w->callbacks;
     note "[$label] new node:\n" . cbs_str(@nc);
     is(join(' ', map { $_->{event} } @nc), 'master_start worker_start worker_start worker_exit worker_exit master_exit',
        "[$label] new node: its own generation 1, stopped by the rollback with its master exit");
     is(join(',', map { $_->{reason} } select_cbs(\@nc, event => 'worker_exit')), 'stop,stop', "[$label] ... its exits say stop");
     checker_ok($w, label => "$label, new node", on_crash => 1, complete => 1);
-    no_errors_ok($n, "[$label] no errors");
+    no_errors_ok($n, "[$label] old node: no errors");
+    no_errors_ok($w, "[$label] new node: no errors");
 }
 
 # --- the upgrade completes: QUIT to the old master after WINCH.  No Lua runs
@@ -155,25 +134,24 @@ for my $rollback ('HUP to the old master', 'QUIT to the new master') {
     $n->wait_until(sub { gone($new) }, desc => "[$label] the new master exits");
     ok($n->wait_exit, "[$label] every process is gone");
 
-    my ($old_log, $new_log) = split_log($n, $new);
-    my $o = node($n, $old_log, $old);
-    my @c = $o->callbacks;
+    my @c = $n->callbacks;
     note "[$label] old node:\n" . cbs_str(@c);
     is(join(' ', map { $_->{event} } @c), 'master_start worker_start worker_start worker_exit worker_exit',
        "[$label] old node: no master exit (nginx runs no Lua when the old master exits)");
     is(join(',', map { $_->{reason} } select_cbs(\@c, event => 'worker_exit')), 'replace,replace',
        "[$label] ... WINCH's exits say replace");
-    my $r = checker_errors($o, on_crash => 1, complete => 0);
+    my $r = checker_errors($n, on_crash => 1, complete => 0);
     is_deeply([ @{ $r->{lifecycle} }, @{ $r->{model} }, @{ $r->{lock} } ], [], "[$label] old node: lifecycle, counts and lock hold");
     like(join("\n", @{ $r->{invariants} }), qr/^generation 1 ended \(its last worker 1-\d+ left through its worker exit .*\) but got no master exit$/,
          "[$label] old node: the run invariants find only the master exit nginx leaves no room for (README: Limitations)");
 
-    my $w = node($n, $new_log, $new);
+    my $w = $n->foreign_node($new);
     my @nc = $w->callbacks;
     is(join(' ', map { $_->{event} } @nc), 'master_start worker_start worker_start worker_exit worker_exit master_exit',
        "[$label] new node: a whole lifetime with its master exit");
     checker_ok($w, label => "$label, new node", on_crash => 1, complete => 1);
-    no_errors_ok($n, "[$label] no errors");
+    no_errors_ok($n, "[$label] old node: no errors");
+    no_errors_ok($w, "[$label] new node: no errors");
 }
 
 # --- WINCH without an upgrade: the master runs no worker until a HUP loads

@@ -1,12 +1,17 @@
 #!/usr/bin/env perl
-# The soak of issue 6: for --duration seconds, real nginx nodes (2 to 4
-# workers, the exit hook, on_crash, interval 1 s) go through random reloads,
-# reload bursts, kill -9 of random workers (any generation, starting ones
-# too), kills during reloads and during stops, failed reloads (a listen port
-# taken), idle spells, and stops (QUIT or TERM) followed by a restart or a
-# fresh node.  After each event nginx must answer GET /ping.  When a node
-# lifetime ends, the invariant checker (WorkerManager::Check::checker_errors:
-# lifecycle, exact model, lock, run invariants) runs on that lifetime's log.
+# The soak: for --duration seconds, real nginx nodes (2 to 4 workers, the
+# exit hook, on_crash, interval 1 s; some with lua_code_cache off) go through
+# random reloads, reload bursts, kill -9 of random workers (any generation,
+# starting ones too), kills during reloads and during stops, failed reloads
+# (a listen port taken), workers recycled by a signal sent to them (QUIT or
+# TERM, one or all at once), binary upgrades rolled back (USR2, WINCH, then
+# HUP to the old master or QUIT to the new one), WINCH followed by a HUP,
+# idle spells, and stops (QUIT or TERM) followed by a restart or a fresh
+# node.  After each event nginx must answer GET /ping (and /status on a node
+# with the code cache off).  When a node lifetime ends, the invariant
+# checker (WorkerManager::Check::checker_errors: lifecycle, exact model,
+# lock, run invariants) runs on that lifetime's log, and on the log of every
+# new binary that came and went in it.
 #
 #   perl t/soak/soak.pl [--duration 600] [--seed N] [--min-workers 2] [--max-workers 4]
 #                       [--shm-size 1m] [--verbose]
@@ -59,6 +64,19 @@ $tb->todo_output(\my $tap_todo);
 die "lib/ is not built: run make build\n" unless -f "$WorkerManager::Nginx::REPO/lib/resty/worker/manager.lua";
 
 my $OPTS = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash") }';
+# a request whose init_by_lua re-run (lua_code_cache off) must not count
+my $STATUS = <<'NGX';
+        location = /status {
+            content_by_lua_block {
+                local st, err = require("resty.worker.manager").status()
+                if not st then
+                    ngx.status = 500
+                    return ngx.say(err)
+                end
+                ngx.say("generation ", st.generation)
+            }
+        }
+NGX
 my $T0 = time;
 my $END = $T0 + $opt{duration};
 my (%ev, %fault, %viol, %nfind, %seen);
@@ -91,15 +109,95 @@ sub violation {
     print elapsed(), "  VIOLATION [$kind] $msg\n";
 }
 
-# GET /ping answers 200 (one retry a second later)
+# GET /ping answers 200 (one retry a second later); so does /status on a
+# node with lua_code_cache off
 sub serves {
     my ($n, $what) = @_;
-    $ev{'health probes (GET /ping)'}++;
-    return 1 if $n->get('/ping', timeout => 3) == 200;
-    sleep 1;
-    return 1 if $n->get('/ping', timeout => 3) == 200;
-    violation('serve', "GET /ping failed twice after $what");
-    return 0;
+    my @paths = ('/ping', $n->{soak_no_cache} ? '/status' : ());
+    for my $path (@paths) {
+        $ev{"health probes (GET $path)"}++;
+        next if $n->get($path, timeout => 3) == 200;
+        sleep 1;
+        next if $n->get($path, timeout => 3) == 200;
+        violation('serve', "GET $path failed twice after $what");
+        return 0;
+    }
+    return 1;
+}
+
+# QUIT or TERM to one worker of the newest generation, or to all of them
+sub recycle {
+    my ($n) = @_;
+    my @p = $n->worker_pids;
+    return unless @p;
+    my $sig = rand() < 0.6 ? 'QUIT' : 'TERM';
+    my @victims = rand() < 0.25 ? @p : ($p[ int rand @p ]);
+    my $mark = $n->mark;
+    kill $sig, @victims;
+    $ev{ @victims > 1 ? "all workers recycled at once ($sig to each)" : "a worker recycled ($sig to it)" }++;
+    say_v(elapsed(), "  $sig to @victims");
+    # each respawn is ready (a QUIT-recycled worker waits `failed` s to see
+    # that the master keeps its sockets)
+    $n->wait_log(qr/WMREADY /, count => scalar @victims, since => $mark, timeout => 15, soft => 1);
+}
+
+sub read_pid {
+    my ($file) = @_;
+    open my $fh, '<', $file or return undef;
+    my $p = <$fh> // '';
+    return $p =~ /(\d+)/ ? $1 : undef;
+}
+
+sub gone {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 1;
+    return (<$fh> // '') =~ /^\d+ \(.*\) [ZX] /s ? 1 : 0;
+}
+
+# USR2, WINCH, then a rollback: HUP to the old master or QUIT to the new one.
+# Returns the new master's pid (its node is checked with the lifetime).
+sub rollback {
+    my ($n) = @_;
+    my $mark = $n->mark;
+    my $pidfile = $n->prefix . '/logs/nginx.pid';
+    $n->signal('USR2');
+    my $new = $n->wait_until(sub { my $p = read_pid($pidfile); -f "$pidfile.oldbin" && $p && $p != $n->master_pid ? $p : 0 },
+                             timeout => 15, soft => 1) or return;
+    $n->foreign($new);
+    my $ready = sub { scalar(grep { $_->{foreign} } $n->grep_log(qr/WMREADY /, since => $mark, foreign => 1)) >= $n->workers };
+    $n->wait_until($ready, timeout => 15, soft => 1) or return $new;
+    $mark = $n->mark;
+    my @old = $n->worker_pids;
+    $n->signal('WINCH');
+    $n->wait_until(sub { !grep { !gone($_) } @old }, timeout => 15, soft => 1);
+    $mark = $n->mark;
+    my $how = rand() < 0.5 ? 'HUP' : 'QUIT new';
+    if ($how eq 'HUP') {
+        $n->signal('HUP');
+        $n->wait_log(qr/WMREADY /, count => $n->workers, since => $mark, timeout => 15, soft => 1);
+        kill 'QUIT', $new;
+    } else {
+        kill 'QUIT', $new;
+        $n->wait_log(qr/WMREADY /, count => $n->workers, since => $mark, timeout => 15, soft => 1);
+    }
+    # (nginx forgets the HUP's restarted workers until a child exits: the
+    # old master is sent nothing before the new one is gone)
+    $n->wait_until(sub { gone($new) }, timeout => 30, soft => 1);
+    $ev{"binary upgrades rolled back (USR2, WINCH, " . ($how eq 'HUP' ? 'HUP to the old master)' : 'QUIT to the new one)')}++;
+    return $new;
+}
+
+# WINCH (no upgrade): the workers exit, the master keeps the configuration;
+# the HUP loads it anew
+sub winch_then_hup {
+    my ($n) = @_;
+    my @old = $n->worker_pids;
+    $n->signal('WINCH');
+    $n->wait_until(sub { !grep { !gone($_) } @old }, timeout => 15, soft => 1);
+    my $mark = $n->mark;
+    $n->signal('HUP');
+    $ev{'WINCH, then HUP'}++;
+    $n->wait_log(qr/WMREADY /, count => $n->workers, since => $mark, timeout => 15, soft => 1);
 }
 
 sub kill_random {
@@ -129,7 +227,8 @@ sub failed_reload {
 # one event on a running node
 sub event {
     my ($n) = @_;
-    my $e = pick(reload => 30, burst => 8, crash => 20, 'crash in reload' => 8, failed => 5, idle => 10);
+    my $e = pick(reload => 30, burst => 8, crash => 20, 'crash in reload' => 8, failed => 5, idle => 10,
+                 recycle => 12, rollback => 3, winch => 2);
     if ($e eq 'reload') {
         $n->signal('HUP');
         $ev{'reloads (HUP)'}++;
@@ -150,6 +249,13 @@ sub event {
         sleep 0.3 + rand 1.2;
     } elsif ($e eq 'failed') {
         failed_reload($n);
+    } elsif ($e eq 'recycle') {
+        recycle($n);
+    } elsif ($e eq 'rollback') {
+        my $new = rollback($n);
+        push @{ $n->{soak_new_binaries} }, $new if $new;
+    } elsif ($e eq 'winch') {
+        winch_then_hup($n);
     } else {
         $ev{'idle spells (heartbeats only)'}++;
         sleep 0.5 + rand 1.5;
@@ -216,6 +322,19 @@ sub check_lifetime {
         violation($part, "$label: " . scalar(@e) . " finding(s)\n" . join("\n", map { "      $_" } @e[0 .. ($#e < 7 ? $#e : 7)]) . $more,
                   scalar @e);
     }
+    for my $new (@{ $n->{soak_new_binaries} // [] }) {
+        my $w = $n->foreign_node($new, opts => $OPTS);
+        my $rn = checker_errors($w, complete => 1);
+        $seen{callbacks} += () = $w->callbacks;
+        for my $part (qw(lifecycle model lock invariants)) {
+            my @e = @{ $rn->{$part} };
+            next unless @e;
+            $bad++;
+            violation($part, "$label, the new binary $new: " . scalar(@e) . " finding(s)\n" . join("\n", map { "      $_" } @e[0 .. ($#e < 7 ? $#e : 7)]),
+                      scalar @e);
+        }
+    }
+    $n->{soak_new_binaries} = [];
     if ($bad) {
         $outdir //= tempdir("wm-soak-$SEED-XXXXXX", DIR => $ENV{TMPDIR} && -d $ENV{TMPDIR} ? $ENV{TMPDIR} : '/tmp', CLEANUP => 0);
         my $f = "$outdir/lifetime-$lifetimes.error.log";
@@ -231,8 +350,12 @@ my $n;
 while (time < $END) {
     if (!$n) {
         my $w = $opt{'min-workers'} + int rand($opt{'max-workers'} - $opt{'min-workers'} + 1);
-        $n = WorkerManager::Nginx->new(workers => $w, exit_hook => 1, opts => $OPTS, shm_size => $opt{'shm-size'});
+        my $no_cache = rand() < 0.2;
+        $n = WorkerManager::Nginx->new(workers => $w, exit_hook => 1, opts => $OPTS, shm_size => $opt{'shm-size'},
+                                       $no_cache ? (http_extra => 'lua_code_cache off;', server_extra => $STATUS) : ());
+        $n->{soak_no_cache} = $no_cache;
         $ev{'nodes (fresh shm)'}++;
+        $ev{'nodes with lua_code_cache off'}++ if $no_cache;
     }
     my $since = $n->mark;
     my $ok = eval { $n->start(timeout => 20); 1 };

@@ -16,7 +16,8 @@ package WorkerManager::Nginx;
 # write_conf(%opts), kill_worker($pid, $sig), wait_log($re, count =>, since =>,
 # timeout =>, soft =>), wait_until($code, ...), absent_for($re, $seconds,
 # since =>), wait_exit($timeout), mark(),
-# grep_log($re, since =>), entries(), callbacks(since =>, event =>, gen =>),
+# grep_log($re, since =>, foreign =>), entries(), callbacks(since =>, event =>, gen =>),
+# foreign($master), foreign_node($master, %from_log),
 # enter_leave(), errors(allow => [...]), dump_log(), worker_pids(all =>),
 # children(), frozen(), run_cmd(@args), get($path), get_async/finish, block_workers($ms),
 # cleanup() (also from DESTROY and END: KILLs whatever of the node is left);
@@ -493,7 +494,7 @@ sub children {
 # logged already): it counts.
 sub worker_pids {
     my ($self, %o) = @_;
-    my @w = grep { $_->{cmd} =~ /worker process|^nginx: master process/ } $self->children;
+    my @w = grep { $_->{cmd} =~ /worker process|^nginx: master process/ && !$self->{foreign}{ $_->{pid} } } $self->children;
     @w = grep { $_->{cmd} !~ /shutting down/ } @w unless $o{all};
     my @p = map { $_->{pid} } @w;
     $self->{seen_pids}{$_} = 1 for @p;
@@ -670,6 +671,7 @@ sub _refresh {
                 idx => scalar @{ $self->{entries} }, time => $1, level => $2,
                 pid => $3, text => $5, line => $line,
             };
+            $self->_mark_foreign($self->{entries}[-1]) if $self->{foreign};
         } elsif (@{ $self->{entries} }) {
             my $e = $self->{entries}[-1];
             $e->{text} .= "\n$line";
@@ -681,7 +683,45 @@ sub _refresh {
     }
 }
 
-sub entries { my $self = shift; $self->_refresh; return @{ $self->{entries} } }
+sub entries { my $self = shift; $self->_refresh; return grep { !$_->{foreign} } @{ $self->{entries} } }
+
+# Another node logs to the same file: the new binary of a binary upgrade
+# (USR2), whose master is $master.  From now on its lines and those of the
+# workers it starts are left out of entries(), grep_log() and everything
+# built on them (the checks see this node alone); foreign_node($master)
+# reads them as a node of their own.
+sub foreign {
+    my ($self, $master) = @_;
+    $self->_refresh;
+    $self->{foreign}{$master} = $master;
+    $self->_mark_foreign($_) for @{ $self->{entries} };
+    return $self;
+}
+
+sub _mark_foreign {
+    my ($self, $e) = @_;
+    my $node = $self->{foreign}{ $e->{pid} } or return;
+    $e->{foreign} = $node;
+    if ($e->{pid} == $node && $e->{text} =~ /^start worker process (\d+)/ && !$self->{foreign}{$1}) {
+        # (the worker may have logged before its master logged its start)
+        my $w = $1;
+        $self->{foreign}{$w} = $node;
+        $_->{foreign} = $node for grep { $_->{pid} == $w } @{ $self->{entries} };
+    }
+}
+
+# The lines of the foreign node of master $master as a node of their own
+# (from_log; written to logs/node-<master>.log), with %o as from_log's.
+sub foreign_node {
+    my ($self, $master, %o) = @_;
+    $self->_refresh;
+    my $file = "$self->{prefix}/logs/node-$master.log";
+    open my $fh, '>', $file or die "$file: $!";
+    print {$fh} "$_->{line}\n" for grep { ($_->{foreign} // 0) == $master } @{ $self->{entries} };
+    close $fh;
+    return (ref $self)->from_log($file, workers => $self->{workers}, opts => $self->{opts},
+                                 exit_hook => $self->{exit_hook}, %o, master => $master);
+}
 
 # Position in the log, to pass as since => to wait_log / callbacks / grep_log.
 sub mark { my $self = shift; $self->_refresh; return scalar @{ $self->{entries} } }
@@ -691,7 +731,8 @@ sub grep_log {
     $self->_refresh;
     my $since = $o{since} // 0;
     my @e = @{ $self->{entries} };
-    return grep { $_->{text} =~ $re } @e[$since .. $#e];
+    # (foreign => 1: the foreign nodes' lines too)
+    return grep { $_->{text} =~ $re && ($o{foreign} || !$_->{foreign}) } @e[$since .. $#e];
 }
 
 # Poll the log until `count` entries (default 1) since `since` match $re.
