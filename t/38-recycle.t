@@ -216,17 +216,19 @@ sub end_ok {
 }
 
 # --- the only worker recycled, and the node stopped while it still drains:
-# the exit hook sees the master close its sockets and runs the master exit
-for my $hook (1, 0) {
-    my $label = '1 worker recycled, then QUIT while it drains, exit hook ' . ($hook ? 'on' : 'off');
+# the exit hook sees the master close its sockets (QUIT), or its own
+# process told to terminate (TERM), and runs the master exit
+for my $case ([1, 'QUIT'], [1, 'TERM'], [0, 'QUIT']) {
+    my ($hook, $stop) = @$case;
+    my $label = "1 worker recycled, then $stop while it drains, exit hook " . ($hook ? 'on' : 'off');
     my $n = WorkerManager::Nginx->new(workers => 1, opts => $OPTS, exit_hook => $hook, linger => 3);
     $n->start;
     my ($w1) = $n->callbacks(event => 'worker_start');
     my $mark = $n->mark;
     $n->kill_worker($w1->{pid}, 'QUIT');
     $n->wait_log($IDLE_RE, since => $mark, desc => "[$label] generation 1 goes idle");
-    $n->signal('QUIT');
-    ok($n->wait_exit, "[$label] QUIT stops nginx");
+    $n->signal($stop);
+    ok($n->wait_exit, "[$label] $stop stops nginx");
     my @c = $n->callbacks(since => $mark);
     note "[$label] callbacks:\n" . cbs_str(@c);
     my @me = select_cbs(\@c, event => 'master_exit');

@@ -10,12 +10,12 @@ import * as registry from "./manager/registry";
 import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
 import * as listeners from "./manager/listeners";
-import * as exit_reason from "./manager/exit_reason";
+import * as reasons from "./manager/exit_reason";
 import * as missed_beats from "./manager/missed_beats";
 import * as resume from "./manager/resume";
 import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
-import { free_dead_shm_mutex, pause, process_type, testing_config } from "./manager/host";
+import { free_dead_shm_mutex, pause, process_type, terminating, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
 import type { Callback, ExitReason, Options, Status } from "resty.worker.manager";
 
@@ -232,7 +232,7 @@ function finder_for(n: Node, w: Worker, stopping: boolean): liveness.Finder {
 function end_or_suspend(n: Node, w: Worker, reason: ExitReason, known: boolean, grace: number): void {
     const dict = n.dict;
     update_time();
-    if (reason === "replace" && exit_reason.closed_now(dict, w.gen) !== true) {
+    if (reason === "replace" && reasons.closed_now(dict, w.gen) !== true) {
         registry.suspend(dict, w.gen, now());
         w.left_idle = true;
         log(NOTICE, "generation ", w.gen, " has no worker now, but its master keeps its listening sockets: nginx ",
@@ -292,11 +292,12 @@ function leave(can_yield: boolean): void {
         }
     }
     // Decided before its callback runs, which may ask (exit_reason()). The
-    // exit hook also runs after a graceful exit whose timer never ran it.
+    // exit hook also runs after a graceful exit whose timer never ran it,
+    // and after one that a TERM cut short (which counts as fast).
     update_time();
-    let [reason, known] = exit_reason.find(dict, w.gen, registry.newest(dict, now(), grace),
-                                           can_yield || worker_exiting(), can_yield,
-                                           can_yield ? n.failed : FAST_STOP_WAIT, waiting);
+    const graceful = can_yield || (worker_exiting() && terminating() === false);
+    let [reason, known] = reasons.find(dict, w.gen, registry.newest(dict, now(), grace), graceful, can_yield,
+                                       can_yield ? n.failed : FAST_STOP_WAIT, waiting);
     w.reason = reason;
 
     // In the exit hook, a timer of this very process that the fast stop
@@ -310,7 +311,7 @@ function leave(can_yield: boolean): void {
         // alive runs the master exit.
         liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
         const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
-        [reason, known] = exit_reason.agree(reason, known, n_next);
+        [reason, known] = reasons.agree(reason, known, n_next);
         w.reason = reason;
         const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
         if (!counted) {
@@ -338,21 +339,30 @@ function leave(can_yield: boolean): void {
 }
 
 /**
- * This worker left its generation idle, and by the time it exits nginx's
- * master closed the listening sockets after all (the node stops while the
- * worker drained): nobody else is left to run the master exit.
+ * This worker left its generation idle, and by the time it exits the node
+ * stops after all, while the worker drained: nginx's master closed the
+ * listening sockets, or this worker was told to terminate, which counts as a
+ * stop that is only assumed. Nobody else may be left to run the master exit.
  */
 function end_idle_on_stop(): void {
     const w = worker;
     const n = node;
-    if (w === undefined || n === undefined || !w.left_idle || exit_reason.closed_now(n.dict, w.gen) !== true) {
+    if (w === undefined || n === undefined || !w.left_idle) {
+        return;
+    }
+    const dict = n.dict;
+    const assumed = terminating() === true;
+    if (!assumed && reasons.closed_now(dict, w.gen) !== true) {
         return;
     }
     w.left_idle = false;
-    const hold = lock.acquire(n.dict, false);
+    const hold = lock.acquire(dict, false);
     update_time();
-    liveness.settle(n.dict, finder_for(n, w, true), [], now());
-    lock.release(n.dict, hold);
+    liveness.settle(dict, finder_for(n, w, true), [], now());
+    if (!registry.has_generation(dict, w.gen)) {
+        resume.note_end(dict, w.config, w.gen, assumed);
+    }
+    lock.release(dict, hold);
 }
 
 /**
@@ -467,23 +477,24 @@ function on_beat(premature: boolean): void {
  * the lock: that configuration's own, or the one that carries it since
  * (resume.ts), opened here, master start included, when nginx starts the
  * worker after the configuration's master exit ran on an assumed stop.
+ * Also whether it opened one (its master start ran).
  */
-function join(n: Node, config: number, pid: number): number {
+function join(n: Node, config: number, pid: number): LuaMultiReturn<[number, boolean]> {
     const dict = n.dict;
     const carrier = resume.carrier(dict, config);
     if (carrier !== undefined || !resume.resumable(dict, config)) {
-        return carrier ?? config;
+        return $multi(carrier ?? config, false);
     }
     update_time();
     const g = resume.open(dict, config, now());
     if (g === undefined) {
-        return config;
+        return $multi(config, false);
     }
     log(NOTICE, "worker ", pid, " starts from the configuration of generation ", config, " after its master exit ",
         "ran on a fast exit (a stop, or a worker recycled with TERM): it opens generation ", g, " for it");
     const [n_prev] = registry.neighbours(dict, g, now(), n.failed);
     run("master start", n.master_start, g, n_prev, 0, undefined);
-    return g;
+    return $multi(g, true);
 }
 
 /**
@@ -524,12 +535,14 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     let hold = lock.acquire(dict, false);
     update_time();
     registry.sweep(dict, now(), n.failed);
-    const g = join(n, config, pid);
+    const [g, opened] = join(n, config, pid);
     if (g !== early) {
         registry.arrive(dict, g, slot, pid, worker_count());
     }
-    hold = lock.renew(dict, hold, false);
-    update_time();
+    if (opened) {
+        hold = lock.renew(dict, hold, false);
+        update_time();
+    }
     const w: Worker = {
         gen: g, config, slot, pid, id: g + "-" + pid, exit: exit_cb, exited: false, reported: false, done: false,
         turn: 0, counted: false, reason: undefined, left_idle: false, last_beat: now(), said_missed: false,
@@ -602,7 +615,7 @@ function on_exit_worker_by_lua(): true {
  * configuration without this worker: a signal sent to the worker itself,
  * or WINCH). Nil while this worker is not exiting, or is not tracked.
  */
-function exit_reason_of_worker(): ExitReason | undefined {
+function exit_reason(): ExitReason | undefined {
     const w = worker;
     return w !== undefined && w.exited ? w.reason : undefined;
 }
@@ -623,7 +636,6 @@ function status(): LuaMultiReturn<[Status] | [undefined, string]> {
 const _VERSION: string = "0.1.0";
 
 export {
-    _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status,
-    exit_reason_of_worker as exit_reason,
+    _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status, exit_reason,
 };
 export type { Options, Callback, Status, ExitReason };

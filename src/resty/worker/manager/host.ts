@@ -17,6 +17,8 @@ interface LibC {
     readlink(this: void, path: string, buf: unknown, size: number): unknown;
     /** nginx's own flag for `nginx -t` / `-T` (exported by the binary for FFI). */
     readonly ngx_test_config: number;
+    /** nginx's flag that this process was told to terminate (TERM, INT), by a signal or by its master. */
+    readonly ngx_terminate: number;
     /** The shm zone (ngx_shm_zone_t *) of a lua_shared_dict's userdata (lua-nginx-module). */
     ngx_http_lua_ffi_shdict_udata_to_zone(this: void, udata: unknown): unknown;
     /** nginx: frees a shm mutex held by dead process `pid`; non-zero if it did. */
@@ -42,6 +44,7 @@ pcall(ffi.cdef, "int getppid(void);");
 pcall(ffi.cdef, "int getsockopt(int sockfd, int level, int optname, void *optval, unsigned int *optlen);");
 pcall(ffi.cdef, "long readlink(const char *path, char *buf, unsigned long bufsiz);");
 pcall(ffi.cdef, "extern uintptr_t ngx_test_config;");
+pcall(ffi.cdef, "extern int ngx_terminate;");
 pcall(ffi.cdef, "void *ngx_http_lua_ffi_shdict_udata_to_zone(void *zone_udata);");
 pcall(ffi.cdef, "uintptr_t ngx_shmtx_force_unlock(void *mtx, int pid);");
 pcall(ffi.cdef, "typedef struct { volatile unsigned long *lock; volatile unsigned long *wait; uintptr_t semaphore; uintptr_t spare[8]; } "
@@ -216,6 +219,20 @@ function listening_inode(fd: number): string | undefined {
     return inode;
 }
 
+function read_terminate_flag(): number {
+    return tonumber(C.ngx_terminate) ?? 0;
+}
+
+/**
+ * True once this process was told to terminate (a fast stop, or TERM sent
+ * to it), also after it began a graceful exit; nil where nginx does not
+ * export the flag.
+ */
+function terminating(): boolean | undefined {
+    const [ok, flag] = pcall(read_terminate_flag);
+    return ok ? flag !== 0 : undefined;
+}
+
 function read_test_flag(): number {
     return tonumber(C.ngx_test_config) ?? 0;
 }
@@ -243,7 +260,7 @@ function process_type(): ProcessType {
 }
 
 export {
-    pause, pid_alive, free_dead_shm_mutex, process_type, testing_config, read_file, fd_table_size, listening_inode,
-    upgrading_from_old_master,
+    pause, pid_alive, free_dead_shm_mutex, process_type, testing_config, terminating, read_file, fd_table_size,
+    listening_inode, upgrading_from_old_master,
 };
 export type { ProcessType };
