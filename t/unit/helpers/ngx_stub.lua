@@ -191,6 +191,10 @@ function M.install(opts)
         env.sleeps[#env.sleeps + 1] = seconds
         env.os_time = env.os_time + seconds
         env.cached = env.os_time
+        -- what the test lets happen meanwhile (another process's doing)
+        if env.on_sleep then
+            env.on_sleep(seconds)
+        end
     end
 
     ngx.worker = {
@@ -246,6 +250,10 @@ function M.install(opts)
         end,
         listening_inode = function(fd)
             return env.listening[fd]
+        end,
+        -- this worker's master is the new binary of an upgrade in progress
+        upgrading_from_old_master = function()
+            return env.upgrading == true
         end,
         -- the fake dict has no slab mutex; counted, for the specs that care
         free_dead_shm_mutex = function(dict)

@@ -67,7 +67,11 @@ function open(dict: NgxSharedDict, config: number, now: number): number | undefi
  */
 function note_end(dict: NgxSharedDict, config: number, g: number, assumed: boolean): void {
     if (assumed) {
-        write(dict, keys.RESUME, config + " " + g, 1);
+        // Only the master's current configuration can run again; an older
+        // one ending later (its exits were slower) must not take its place.
+        if (!registry.superseded(dict, g)) {
+            write(dict, keys.RESUME, config + " " + g, 1);
+        }
         return;
     }
     const [last] = last_of(dict, config);
