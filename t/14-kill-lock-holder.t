@@ -52,9 +52,11 @@ sub kill_holder {
                                       http_extra => 'lua_shared_dict wm_test 64k;');
     $n->start;
     my @gen1 = $n->callbacks(event => 'worker_start', gen => 1);
+    # (marked before the HUP: under load the new workers may log their
+    # starts before this process gets to run again)
+    my $mark = $n->mark;
     $n->reload_conf(worker_start => 'wm.rec("worker_start", { slow = 15000, when = function(id) '
                                    . 'return id:match("^2%-") and wm.once("start")() end })');
-    my $mark = $n->mark;
     my ($pid) = kill_holder($n, $label, qr/\bWMCB worker_start id=2-/, 0);
     my $dead = "2-$pid";
     $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark, desc => "[$label] master_exit of gen 1");
