@@ -326,6 +326,7 @@ sub check_lifetime {
         my $w = $n->foreign_node($new, opts => $OPTS);
         my $rn = checker_errors($w, complete => 1);
         $seen{callbacks} += () = $w->callbacks;
+        $seen{'new binaries checked, each as a node of its own'}++;
         for my $part (qw(lifecycle model lock invariants)) {
             my @e = @{ $rn->{$part} };
             next unless @e;

@@ -20,4 +20,10 @@ export function init_worker(): void {
     manager.on_init_worker_by_lua(log_event, log_event);
 }
 
-export { declared, implemented };
+// In a worker exit callback: a stop, a reload, or nginx replacing the worker.
+function node_goes_on(this: void): boolean {
+    const reason: manager.ExitReason | undefined = manager.exit_reason();
+    return reason === "replace" || reason === "reload";
+}
+
+export { declared, implemented, node_goes_on };
