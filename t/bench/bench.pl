@@ -622,7 +622,6 @@ sub row56 {
                    met => $same_ops{fresh} && $same_ops{old} && $ops{old}[0] == $ops{fresh}[0]);
             result($row, "$w w, generation 1: µs per beat (median of each window)", 'µs', $med{fresh}, fmt => '%.2f',
                    note => "$n{fresh} beats");
-            result($row, "$w w, generation 1: of which re-arming the timer (ngx.timer.at)", 'µs', $rearm{fresh}, fmt => '%.2f');
             result($row, "$w w, generation 1: longest beat of each window", 'µs', $max{fresh}, fmt => '%.1f');
             result($row, "$w w, generation $gen_o: µs per beat (median of each window)", 'µs', $med{old}, fmt => '%.2f',
                    note => "$n{old} beats");
@@ -641,8 +640,8 @@ sub row56 {
                 }
             }
         }
-        note_row($row, "the real heartbeats, timed in nginx: init_by_lua wraps ngx.timer.at (so each heartbeat "
-            . "callback, timer re-arm included, is timed with CLOCK_MONOTONIC) and puts a call-counting proxy in front "
+        note_row($row, "the real heartbeats, timed in nginx: init_by_lua wraps ngx.timer.every (so each heartbeat "
+            . "callback is timed with CLOCK_MONOTONIC; nginx re-arms the timer outside it) and puts a call-counting proxy in front "
             . "of the shm dict before the module loads (the proxy's own indirection is inside the µs); "
             . "interval $BEAT_INTERVAL s to get many beats (a beat does the same work at any interval), failed 5; "
             . "$P{beat_windows} windows of $P{beat_window} s, each reading one worker of the fresh and of the reloaded node, "
