@@ -380,8 +380,11 @@ function lock_for_beat(w: Worker, dict: NgxSharedDict): lock.Hold | undefined {
     return hold;
 }
 
-/** Records the listening sockets of `g`, which this worker holds (listeners.ts). */
+/** Records the listening sockets of `g`, which this worker holds, unless they are (listeners.ts). */
 function note_listeners(dict: NgxSharedDict, g: number): void {
+    if (registry.listeners(dict, g) !== undefined) {
+        return;
+    }
     const inodes = listeners.held();
     if (inodes !== undefined) {
         registry.note_listeners(dict, g, inodes);
@@ -412,7 +415,7 @@ function beat(w: Worker, n: Node): void {
                 "' (lost, or not written while it was full): restored ", restored);
         }
         w.counted = w.counted || recounted;
-        if (restored !== undefined && registry.listeners(dict, w.gen) === undefined) {
+        if (restored !== undefined) {
             note_listeners(dict, w.gen);
         }
         lock.release(dict, hold);
@@ -558,7 +561,7 @@ function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback):
     if (!counted) {
         log(ERR, "worker ", w.id, " could not be counted (no room for its keys in shm '", n.shm,
             "'); its heartbeat counts it once there is room");
-    } else if (registry.listeners(dict, g) === undefined) {
+    } else {
         note_listeners(dict, g);
     }
     // The start callback still counts the dead predecessor (`mine`), as the

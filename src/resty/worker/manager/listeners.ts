@@ -103,9 +103,15 @@ function open_anywhere(inodes: string): boolean | undefined {
         wanted.push(inode as string);
     }
     const tcp = listens_in(TCP_TABLE, wanted, tcp_listens);
+    if (tcp === true) {
+        return true;
+    }
     const tcp6 = listens_in(TCP6_TABLE, wanted, tcp_listens);
+    if (tcp6 === true) {
+        return true;
+    }
     const unix = listens_in(UNIX_TABLE, wanted, unix_listens);
-    if (tcp === true || tcp6 === true || unix === true) {
+    if (unix === true) {
         return true;
     }
     if (tcp === undefined && tcp6 === undefined && unix === undefined) {

@@ -395,11 +395,9 @@ function reopen(dict: NgxSharedDict, g: number): void {
     remove(dict, keys.closing(g));
 }
 
-/** Records the listening sockets of `g` (listeners.ts), once: every worker of it holds the same. */
+/** Records the listening sockets of `g` (listeners.ts): every worker of it holds the same. */
 function note_listeners(dict: NgxSharedDict, g: number, inodes: string): void {
-    if (read_string(dict, keys.listeners(g)) === undefined) {
-        write(dict, keys.listeners(g), inodes);
-    }
+    write(dict, keys.listeners(g), inodes);
 }
 
 /** The listening sockets of `g` as listeners.held() gave them, nil if unknown. */
