@@ -19,12 +19,12 @@
 import * as listeners from "./listeners";
 import * as registry from "./registry";
 import { pause, upgrading_from_old_master } from "./host";
+// Declared once, in the module's published declarations.
+import type { ExitReason } from "resty.worker.manager";
 
 const now = ngx.now;
 const update_time = ngx.update_time;
 const sleep = ngx.sleep;
-
-type ExitReason = "reload" | "stop" | "replace";
 
 /** Steps of the wait for the listening sockets to close (seconds). */
 const FIRST_STEP = 0.005;
@@ -116,4 +116,3 @@ function closed_now(dict: NgxSharedDict, g: number): boolean | undefined {
 }
 
 export { find, agree, closed_now };
-export type { ExitReason };
