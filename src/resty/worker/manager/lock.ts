@@ -21,10 +21,17 @@ const worker_pid = ngx.worker.pid;
 const EXPTIME = 30;
 /** Seconds a waiter tries before it gives up and goes on unlocked (logged). */
 const MAX_WAIT = EXPTIME + 5;
+/** Steps of a waiter that blocks (usleep has microseconds). */
 const FIRST_STEP = 0.0002;
+const MAX_STEP = 0.001;
+/**
+ * The step of a waiter that yields: nginx's timers count whole
+ * milliseconds, and ngx.sleep of less sleeps 0 ms, with a warning in the
+ * error log on nginx builds without OpenResty's delayed-events patch.
+ */
+const YIELD_STEP = 0.001;
 /** Seconds of life a dead hold must have left for a takeover to delete it. */
 const TAKEOVER_MARGIN = 1;
-const MAX_STEP = 0.001;
 /** Seconds between two checks that the same holder still lives. */
 const CHECK_HOLDER_AFTER = 0.005;
 
@@ -116,7 +123,7 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
             return undefined;
         }
         if (can_yield) {
-            sleep(step);
+            sleep(YIELD_STEP);
         } else {
             pause(step);
             // Where this process cannot yield it may be the master in
