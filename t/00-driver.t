@@ -59,12 +59,14 @@ $n2->signal('QUIT');
 $n2->wait_log(qr/WMLINGER begin/, since => $mark);
 my @l = $n2->wait_log(qr/WMLINGER end/, since => $mark);
 ok($n2->wait_exit, 'linger node stopped');
+no_errors_ok($n2, 'linger node: no warn or error lines but its markers');
 
 $n->signal('QUIT');
 ok($n->wait_exit, 'QUIT stops nginx');
 ok($n->wait_until(sub { !$n->alive($master) }, desc => 'master gone', soft => 1), 'master gone');
 is_deeply([$n->errors(allow => [qr/exited on signal 9/])], [], 'no errors logged')
     or diag $n->dump_log;
+no_errors_ok($n, 'no warn or error lines but the markers and the kill', qr/exited on signal 9/);
 # the invariant checker on a log without the module: no callbacks, and the
 # reload, the kill and the stop alone fault nothing
 is(scalar $n->callbacks, 0, 'no callbacks without the module');
@@ -76,6 +78,7 @@ $n3->start;
 my $m3 = $n3->master_pid;
 my ($w3) = $n3->worker_pids;
 my $prefix = $n3->prefix;
+no_errors_ok($n3, 'the node left running: no warn or error lines but its markers');
 undef $n3;
 ok(!WorkerManager::Nginx::alive($m3), 'cleanup killed the master');
 ok(!WorkerManager::Nginx::alive($w3), 'cleanup killed the worker');

@@ -152,6 +152,7 @@ no_errors_ok($n);
     my $stderr = do { local (@ARGV, $/) = ($bad->prefix . '/logs/stderr.log'); <> // '' };
     my $log = join "\n", map { $_->{line} } $bad->entries;
     like("$stderr\n$log", qr/unknown shm.*nope_shm/i, 'the error names the unknown shm');
+    no_errors_ok($bad, 'no warn or error lines but that one', qr/init_by_lua error: .*unknown shm 'nope_shm'/);
 }
 
 done_testing;

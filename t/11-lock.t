@@ -78,7 +78,8 @@ use WorkerManager::Check;
     model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap (the killed holder's hold ends with its death)", killed => 1);
     invariants_ok($n, name => "[$label] run invariants hold");
-    no_errors_ok($n, "[$label] no errors but the crash and its report", qr/exited on signal 9/, qr/\b1-$victim\b/);
+    no_errors_ok($n, "[$label] no errors but the crash and its report", qr/exited on signal 9/, qr/\b1-$victim\b/,
+                 $TAKEOVER_RE);
 }
 
 done_testing;

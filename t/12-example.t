@@ -53,7 +53,7 @@ is($r->{rc}, 0, 'nginx -s quit');
 ok($n->wait_exit, 'stopped');
 is(scalar $n->grep_log(qr/example: worker exit: 2-\d+, \d left .*, stop/, since => $mark), 2, 'stop: both workers report a stop');
 is(scalar $n->grep_log(qr/example: master exit: generation 2 \(stop\)/, since => $mark), 1, 'stop: one master exit');
-is_deeply([ map { $_->{line} } $n->errors ], [], 'no errors');
+no_errors_ok($n, 'no warn or error lines');
 # the example's own settings (interval 10, failed 5, the exit hook)
 $n->{opts} = '{ shm = "worker_manager", interval = 10, failed = 5 }';
 is(scalar $n->callbacks, 12, 'the recorders saw the 12 callbacks (2 master starts, 4 worker starts, 4 worker exits, 2 master exits)');

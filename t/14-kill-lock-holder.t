@@ -18,7 +18,8 @@ sub end_ok {
     my ($n, $label, %o) = @_;
     # (lock: the killed holder's hold ends with its death)
     checker_ok($n, label => $label, on_crash => 1, complete => 1, killed => $o{killed} // 1);
-    no_errors_ok($n, "[$label] no errors but the kill and the module's report of it", qr/exited on signal 9/, @{ $o{allow} // [] });
+    no_errors_ok($n, "[$label] no errors but the kill, the takeover of its lock and the module's report of it",
+                 qr/exited on signal 9/, $TAKEOVER_RE, @{ $o{allow} // [] });
 }
 
 # Kill the process in the slow callback whose WMCB line matches $re (logged

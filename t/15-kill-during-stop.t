@@ -52,7 +52,7 @@ for my $hook (0, 1) {
     my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit");
     cb_is($me, [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
     is($me->{logpid}, $survivor->{pid}, "[$label] ... in the survivor") if $me;
-    end_ok($n, $label, qr/\b\Q$victim->{id}\E\b/);
+    end_ok($n, $label, qr/\b\Q$victim->{id}\E\b/, $MISSED_RE);    # (a busy worker misses beats)
 }
 
 for my $hook (0, 1) {
@@ -122,7 +122,7 @@ for my $hook (0, 1) {
     model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap", killed => 1);
     invariants_ok($n, name => "[$label] run invariants hold");
-    no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+    no_errors_ok($n, "[$label] no errors but the kill and the takeover of its lock", qr/exited on signal 9/, $TAKEOVER_RE);
 }
 
 # contrast to 'waiter': the same kill during a reload (HUP) instead of a stop;

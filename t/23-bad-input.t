@@ -403,6 +403,7 @@ for my $t (
         or diag "where=" . ($where // 'none') . " line: " . ($src // 'none');
     ok(scalar $n->grep_log(qr/init_by_lua error: .*\Q$msg\E/), "[uncaught $label] the error log has it too")
         if defined $msg;
+    no_errors_ok($n, "[uncaught $label] no warn or error lines but that one", qr/init_by_lua error: .*$want/);
 }
 
 # ============ node R: a reload with bad opts is refused; the node goes on
@@ -475,6 +476,7 @@ LUA
         note "opts.$field = $v: ok=$ok $msg";
         ok($ok eq 'false' && $msg =~ /opts\.\Q$field\E/, "[limits] opts.$field = $v is rejected");
     }
+    no_errors_ok($n, '[limits] no warn or error lines but the probes');
 }
 
 if (my $file = $ENV{WM_BAD_TABLE}) {

@@ -87,8 +87,8 @@ sub write_log {
         my $types = join ',', map { $_ eq 'nil' ? 'nil' : /^-?\d+$/ ? 'number' : 'string' } $id, $prev, $mine, $next;
         $line->($pid, 'warn', sprintf 'WMCB-ENTER %s id=%s pid=%s t=%d.%06d', $event, $id, $pid, $t, $us += 10)
             unless $o{no_enter};
-        $line->($pid, 'warn', sprintf 'WMCB %s id=%s prev=%s mine=%s next=%s pid=%s slot=0 count=2 t=%d.000 nargs=4 types=%s',
-                $event, $id, $prev, $mine, $next, $pid, $t, $types);
+        $line->($pid, 'warn', sprintf 'WMCB %s id=%s prev=%s mine=%s next=%s pid=%s slot=0 count=2 t=%d.000 nargs=4 types=%s%s',
+                $event, $id, $prev, $mine, $next, $pid, $t, $types, defined $o{reason} ? " reason=$o{reason}" : '');
         $line->($pid, 'warn', sprintf 'WMCB-LEAVE %s id=%s pid=%s t=%d.%06d', $event, $id, $pid, $t, $us += 10)
             unless $o{no_leave};
     }
@@ -409,6 +409,35 @@ my $NOCOUNT = "[worker-manager] worker 2-104 could not be counted (no room for i
     splice @r, at(\@r, 'master_exit', 1), 1;    # the first lifetime's gen-1 master exit
     ($inv) = invariant_errors(write_log(@r));
     like(join("\n", @$inv), qr/\[lifetime 1\] generation 1 ended .* no master exit/, '... and a fault is named with its lifetime');
+}
+
+# ---- exit_reason() in a worker exit agrees with its n_next
+{
+    my @steps = clean_run();
+    $steps[ at(\@steps, 'worker_exit', '1-101') ] = [cb => 'worker_exit', '1-101', 'nil', 2, 2, 101, reason => 'replace'];
+    caught('a reload\'s exit says replace', \@steps,
+           { lifecycle => qr/worker_exit\(1-101, nil, 2, 2\).*: exit_reason\(\) replace with n_next=2 \(must be reload\)/ });
+    @steps = clean_run();
+    $steps[ at(\@steps, 'worker_exit', '2-103') ] = [cb => 'worker_exit', '2-103', 0, 2, 'nil', 103, reason => 'reload'];
+    caught('a stop\'s exit says reload', \@steps,
+           { lifecycle => qr/worker_exit\(2-103, 0, 2, nil\).*: exit_reason\(\) reload with n_next=nil \(must be stop or replace\)/ });
+    @steps = clean_run();
+    $steps[ at(\@steps, 'worker_exit', '1-101') ] = [cb => 'worker_exit', '1-101', 'nil', 2, 2, 101, reason => 'reload'];
+    $steps[ at(\@steps, 'worker_exit', '2-103') ] = [cb => 'worker_exit', '2-103', 0, 2, 'nil', 103, reason => 'stop'];
+    is_deeply([ lifecycle_errors(write_log(@steps)) ], [], 'exit reasons that agree with n_next pass');
+}
+
+# ---- warn+ lines (no_errors_ok): the test's markers are left out, anything
+# else is reported unless the suite allows it
+{
+    my $n = write_log(clean_run(),
+                      [w => 101, '[lua] manager.lua:1: f(): [worker-manager] something odd', 'warn'],
+                      [w => 102, 'ngx.sleep(0) called without delayed events patch, this will hurt performance', 'warn'],
+                      [w => 103, '[lua] init_worker_by_lua(nginx.conf:3):1: WMREADY pid=103 slot=0 confv=0', 'warn']);
+    is(join('|', map { $_->{pid} } $n->errors(level => 'warn')), '101|102',
+       'warn+ lines: the module\'s and nginx\'s are found, the WMREADY marker is not');
+    is(scalar($n->errors(level => 'warn', allow => [qr/something odd/, qr/ngx\.sleep\(0\)/])), 0, '... unless allowed');
+    is(scalar($n->errors), 0, '... and none of them at error level');
 }
 
 done_testing;

@@ -132,6 +132,7 @@ for my $stop ('TERM', 'QUIT') {
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master exit"), [1, 'nil', 0, 'nil'],
           "[$label] master_exit(1, nil, 0, nil)");
     checker_ok($n, label => $label);
+    no_errors_ok($n, "[$label] no warn or error lines but the user code's failure", qr/init_worker_by_lua error: .*user code fails here/);
 }
 
 done_testing;

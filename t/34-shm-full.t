@@ -208,6 +208,9 @@ sub lock_full_ok {
         lifecycle_ok($n, name => "[$label] lifecycle invariants");
     }
     lock_full_ok($n, $label);
+    # the module's reports of a dict far too small, nothing else
+    no_errors_ok($n, "[$label] no warn or error lines but the module's reports of the full dict", $KEYS_RE,
+                 qr/\[worker-manager\] (?:worker \S+ (?:could not be counted|is counted now|exits while not counted|is alive but was not counted)|cannot take the node lock)/);
 }
 
 # --- the user's code fills the dict; a reload and a kill -9 while it is
@@ -280,6 +283,11 @@ sub lock_full_ok {
         model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, on_crash => 1, complete => 1);
     }
     lock_full_ok($n, $label);
+    # the module's reports of the full dict and of the kill, nginx's of the
+    # kill, nothing else
+    no_errors_ok($n, "[$label] no warn or error lines but the reports of the full dict and of the kill",
+                 $KEYS_RE, $LOCK_RE, qr/exited on signal 9/, qr/\[worker-manager\] worker \d+-\d+ \(pid \d+, slot \d+\) crashed/,
+                 qr/\[worker-manager\] (?:worker \S+ (?:could not be counted|is counted now|exits while not counted|is alive but was not counted|found records of generation)|failed to write|took over the node lock)/);
 }
 
 # --- the user's code calls flush_all(): the module's keys are gone too
@@ -310,7 +318,8 @@ sub lock_full_ok {
     quit_ok($n, $label);
     no_escape_ok($n, $label);
     checker_ok($n, label => $label, wiped => $flush->{idx});
-    no_errors_ok($n, "[$label] no errors");
+    no_errors_ok($n, "[$label] no errors but the live workers' notes that they restored their records", $RECOUNT_RE,
+                 qr/\[worker-manager\] worker \d+-\d+ found records of generation \d+ missing/);
 }
 
 done_testing;

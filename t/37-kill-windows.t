@@ -71,7 +71,7 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
     ok($n->wait_exit, "[$label] QUIT stops nginx");
     is(master_exits($n, 2), 1, "[$label] one master exit of generation 2");
     checker_ok($n, label => $label);
-    no_errors_ok($n, "[$label] no errors but the kill and its report", qr/exited on signal 9/,
+    no_errors_ok($n, "[$label] no errors but the kill, the lock takeover and its report", qr/exited on signal 9/, $TAKEOVER_RE,
                  qr/\[worker-manager\] worker 1-$victim \(pid $victim/);
 }
 
@@ -106,7 +106,7 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
     $n->signal('QUIT');
     ok($n->wait_exit, "[$label] QUIT stops nginx");
     checker_ok($n, label => $label);
-    no_errors_ok($n, "[$label] no errors but the kill and its report", qr/exited on signal 9/, qr/\b\Q$wid\E\b/);
+    no_errors_ok($n, "[$label] no errors but the kill, the lock takeover and its report", qr/exited on signal 9/, $TAKEOVER_RE, qr/\b\Q$wid\E\b/);
 }
 
 # killed inside the master exit callback, after its WMCB line: it ran once
@@ -124,7 +124,7 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
     ok($n->wait_exit, "[$label] QUIT stops nginx");
     is(master_exits($n, 1), 1, "[$label] generation 1: one master exit");
     checker_ok($n, label => $label, killed => 1);
-    no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+    no_errors_ok($n, "[$label] no errors but the kill and the lock takeover", qr/exited on signal 9/, $TAKEOVER_RE);
 }
 
 # the lock holder killed while the master waits for the lock (a reload):
@@ -153,14 +153,14 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
         ok(!$n->alive($e->{pid}) || (WorkerManager::Nginx::_proc_stat($e->{pid}) // {})->{state} eq 'Z',
            "[$label] ... the killed holder is a zombie meanwhile");
         checker_ok($n, label => "$label, the master still waiting", complete => 0);
-        no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+        no_errors_ok($n, "[$label] no errors but the kill and the lock takeover", qr/exited on signal 9/, $TAKEOVER_RE);
         $n->cleanup;
     } else {
         $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => "[$label] older generations gone");
         $n->signal('QUIT');
         ok($n->wait_exit, "[$label] QUIT stops nginx");
         checker_ok($n, label => $label, killed => 1);
-        no_errors_ok($n, "[$label] no errors but the kill", qr/exited on signal 9/);
+        no_errors_ok($n, "[$label] no errors but the kill and the lock takeover", qr/exited on signal 9/, $TAKEOVER_RE);
     }
 }
 
@@ -208,7 +208,7 @@ for my $case (['renew', 'right after the worker exit'], ['begin_close', 'at the 
     ok($n->wait_exit, "[$label] QUIT stops nginx");
     is(master_exits($n, 1), 1, "[$label] generation 1: one master exit");
     checker_ok($n, label => $label, killed => 1);
-    no_errors_ok($n, "[$label] no errors but the kills and their reports", qr/exited on signal 9/,
+    no_errors_ok($n, "[$label] no errors but the kills, the lock takeover and their reports", qr/exited on signal 9/, $TAKEOVER_RE,
                  qr/\b1-$dead\b/, qr/\b1-$respawn\b/);
 }
 
@@ -261,12 +261,17 @@ for my $reload (0, 1) {
        $reaped ? '' : " (the master waits in $wchan)");
     ok($serves, "[$label] nginx serves again");
     ok($ms, "[$label] the reload goes on: master start of generation 2") if $reload;
+    # nginx's and the module's lines about the freed mutex, the kill, and a
+    # takeover if the holder also held the node lock
+    my @expected = (qr/exited on signal 9/, $freed_re, $TAKEOVER_RE, qr/\b1-$h->{pid}\b/);
     if ($reaped) {
         $n->signal('QUIT');
         ok($n->wait_exit, "[$label] QUIT stops nginx");
         checker_ok($n, label => $label);
+        no_errors_ok($n, "[$label] no warn or error lines but the kill and the freed mutex", @expected);
     } else {
         checker_ok($n, label => "$label, frozen", complete => 0);
+        no_errors_ok($n, "[$label] no warn or error lines but the kill", @expected);
         $n->cleanup;
     }
     $n->finish($sock) if $reaped;

@@ -68,6 +68,6 @@ cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] one maste
       [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
 checker_ok($n, label => $label, on_crash => 1, complete => 1);
 no_errors_ok($n, "[$label] no errors but nginx's drops and the module's report of the late heartbeat",
-             $DROP_ALERT, qr/\b\Q$wid\E\b.*crashed: no heartbeat/);
+             $DROP_ALERT, qr/\b\Q$wid\E\b.*crashed: no heartbeat/, $MISSED_RE, $RECOUNT_RE);
 
 done_testing;

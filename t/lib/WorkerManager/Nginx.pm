@@ -70,9 +70,18 @@ my %LIVE;    # refaddr => object, for the END-block cleanup
 $SIG{INT}  = sub { Test::More::diag("interrupted, cleaning up"); exit 130 };
 $SIG{TERM} = sub { Test::More::diag("terminated, cleaning up"); exit 143 };
 
+# Nodes whose log no check read for warn+ lines (Check.pm's no_errors_ok
+# marks the ones it read): the suite fails at its end, so that no suite
+# lets noise in the log pass unseen.
+my @UNCHECKED;
+
 END {
     my $rc = $?;
     $_ && $_->cleanup for values %LIVE;
+    if (@UNCHECKED && !$rc) {
+        Test::More::diag("no warn+ check (no_errors_ok) ran on the log of: @UNCHECKED");
+        $rc = 1;
+    }
     $? = $rc;
 }
 
@@ -839,11 +848,18 @@ sub enter_leave {
     return @out;
 }
 
+# The test's own lines: markers that tests and wm_test.lua log at WARN
+# (WMCB, WMCB-ENTER, WMREADY, WMBLOCK, ...) and the demo's callback lines.
+our $MARKER_RE = qr/\bWM[A-Z]+(?:-[A-Z]+)?\b|\bdemo: /;
+
 # Entries at error level or worse, minus those matching any of allow => [qr//...]
+# (level => 'warn': at warn or worse, the test's own markers left out)
 sub errors {
     my ($self, %o) = @_;
     my @allow = @{ $o{allow} // [] };
-    my @e = grep { $_->{level} =~ /^(?:error|crit|alert|emerg)$/ } $self->grep_log(qr//, since => $o{since});
+    my $levels = ($o{level} // 'error') eq 'warn' ? qr/^(?:warn|error|crit|alert|emerg)$/ : qr/^(?:error|crit|alert|emerg)$/;
+    my @e = grep { $_->{level} =~ $levels } $self->grep_log(qr//, since => $o{since});
+    @e = grep { $_->{text} !~ $MARKER_RE } @e if ($o{level} // '') eq 'warn';
     return grep { my $t = $_->{text}; !grep { $t =~ $_ } @allow } @e;
 }
 
@@ -881,6 +897,8 @@ sub cleanup {
     delete $LIVE{"$self"};
     local ($!, $?, $@);
     $self->_audit if $ENV{WM_AUDIT};
+    # (the suites only: the soak, the bench and the demo read logs their own way)
+    push @UNCHECKED, $self->{prefix} if $0 =~ /\.t$/ && !$self->{checked}{quiet} && -s $self->{errlog};
     # collect every nginx process of this node before killing anything
     my %kill;
     my $m = $self->{master} // $self->_read_pid;
