@@ -3,7 +3,9 @@
 #   make test    install what is missing, build, type-check, lint, run every suite
 #   make demo    the same set-up, then a scripted tour on a real nginx
 #   make demo-serve  the same set-up, then that nginx kept up to play with
-#   make build   compile src/ (TypeScript) to lib/ (Lua)
+#   make build   compile src/ (TypeScript) to lib/ (Lua); lib/ is committed, so
+#                a clone or a release tarball needs no node (plain `make` then
+#                only checks that lib/ is there)
 #   make install PREFIX=/usr/local LUA_LIB_DIR=...   copy lib/ like other lua-resty libraries
 #   make dist    release tarball + .src.rock (compiled Lua, rockspec) in dist/
 #
@@ -25,7 +27,16 @@ TSC  := node_modules/.bin/tsc
 
 .PHONY: all deps apt npm build typecheck lint test test-unit test-nginx demo install dist clean
 
-all: build
+# With node and the TypeScript sources: build. Without (a clone on a
+# machine with no node, the release tarball): lib/ is prebuilt, and
+# `make install` or luarocks take it as it is.
+all:
+	@if [ -f package.json ] && command -v node >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory build; \
+	else \
+	    test -f lib/resty/worker/manager.lua || { echo "lib/ is missing and there is no node to build it"; exit 1; }; \
+	    echo "lib/ is prebuilt: nothing to build (make install, or luarocks make, installs it)"; \
+	fi
 
 deps: apt npm
 
@@ -64,7 +75,15 @@ typecheck: npm
 
 # Two gates besides luacheck: no TSTL runtime helpers (they would need a
 # lualib module at run time) and no implicit `self` on our functions.
-lint: build typecheck
+# lib/ is committed for users without node: it must be exactly what src/
+# compiles to (compiled apart, into a temporary folder, and compared), so
+# run `make build` and commit lib/ with every change of src/.
+lint: npm typecheck
+	@out=$$(mktemp -d) && $(TSTL) -p tsconfig.json --outDir $$out >/dev/null && \
+	  if ! diff -r -q $$out lib >/dev/null 2>&1; then \
+	    diff -r -q $$out lib | sed "s|$$out|<src/ compiled>|"; rm -rf $$out; \
+	    echo "lint: lib/ is not what src/ compiles to: run make build and commit lib/"; exit 1; \
+	  fi; rm -rf $$out; echo "lib/ is what src/ compiles to"
 	luacheck --no-color -q lib
 	@if grep -rn '__TS__' lib; then echo "lint: TSTL runtime helpers found in lib/ (see above)"; exit 1; fi
 	@if grep -rnE 'function[^(]*\(self' lib; then echo "lint: functions with a self parameter in lib/"; exit 1; fi

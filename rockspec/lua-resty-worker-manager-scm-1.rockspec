@@ -10,8 +10,8 @@ description = {
       resty.worker.manager runs user callbacks cb(id, n_prev, n_mine, n_next) at
       master start, master exit, worker start and worker exit, one at a time
       under a node-wide lock kept in a lua_shared_dict. The Lua in lib/ is
-      compiled from TypeScript; run `make build` before `luarocks make` in a
-      source checkout. Installing needs no node.
+      compiled from TypeScript and committed: installing, from a release or
+      from a git checkout, needs no node.
    ]],
    license = "MIT",
 }

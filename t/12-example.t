@@ -1,4 +1,5 @@
-# nginx/example.conf works as documented on a real nginx: start, reload, stop.
+# nginx/example.conf works as documented on a real nginx: start, reload,
+# stop; and it is the README's Synopsis, word for word.
 use strict;
 use warnings;
 use Test::More;
@@ -10,10 +11,21 @@ open my $fh, '<', $file or die "$file: $!";
 my $text = do { local $/; <$fh> };
 close $fh;
 
+# the README shows this very file as its Synopsis
+my $readme = do { local (@ARGV, $/) = ("$WorkerManager::Nginx::REPO/README.md"); <> };
+my ($synopsis) = $readme =~ /\nSynopsis\n=+\n.*?```nginx\n(.*?)```\n/s;
+ok(defined $synopsis, "the README has an nginx block under Synopsis");
+is($synopsis, $text, "the README's Synopsis is nginx/example.conf, word for word");
+
 my $n = WorkerManager::Nginx->new(raw_conf => '');
 my $port = $n->port;
 like($text, qr/listen 127\.0\.0\.1:8080;/, 'example listens on 8080');
 $text =~ s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$port;/;
+# Debian's dynamic modules: the driver loads them itself (as WM_NGINX and
+# WM_LOAD_MODULES say), so that the same run works on OpenResty
+like($text, qr/^load_module \S+ndk_http_module\.so;\nload_module \S+ngx_http_lua_module\.so;$/m,
+     "the example loads Debian's ndk and lua modules");
+$text =~ s/^load_module .*\n//mg;
 # for the invariant checker: every callback of the example is wrapped in a
 # recorder (t/lib/wm_test.lua's instrument()) that logs the WMCB lines; the
 # example's own lines are unchanged

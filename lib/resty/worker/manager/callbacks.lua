@@ -1,0 +1,60 @@
+--[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
+local ____exports = {}
+local ____log = require("resty.worker.manager.log")
+local log = ____log.log
+local ERR = ngx.ERR
+local traceback = debug.traceback
+local running_thread = coroutine.running
+--- Stands for the main Lua thread (init, init_worker, exit_worker), where coroutine.running() is nil.
+local MAIN_THREAD = "main"
+--- The Lua thread a callback runs in, while it runs. A thread, not a depth
+-- count: ngx.exit() in a callback run from a timer ends that timer's thread
+-- for good, and a count would then stay up forever.
+local callback_thread = nil
+local function current_thread()
+    return running_thread() or MAIN_THREAD
+end
+local function on_error(err)
+    return traceback(
+        tostring(err),
+        2
+    )
+end
+--- Runs `cb` protected. `entering`, if given, is called right before the
+-- callback itself: from then on the callback counts as run, even if this
+-- process dies inside it.
+local function run(name, cb, id, n_prev, n_mine, n_next, entering)
+    if cb == nil then
+        return
+    end
+    if entering ~= nil then
+        entering()
+    end
+    callback_thread = current_thread()
+    local ok, err = xpcall(
+        cb,
+        on_error,
+        id,
+        n_prev,
+        n_mine,
+        n_next
+    )
+    callback_thread = nil
+    if not ok then
+        log(
+            ERR,
+            name,
+            " callback for ",
+            id,
+            " failed: ",
+            err
+        )
+    end
+end
+--- True when the caller runs inside one of the module's callbacks (in this Lua thread).
+local function inside()
+    return callback_thread ~= nil and callback_thread == current_thread()
+end
+____exports.run = run
+____exports.inside = inside
+return ____exports

@@ -1,0 +1,91 @@
+--[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
+local ____exports = {}
+--- Names of the module's keys in the user's shm. Every key starts with PREFIX so
+-- the dict can be shared with other code. One small set of keys per generation
+-- `g`, removed when the generation ends; `slot` is ngx.worker.id().
+local PREFIX = "lua-resty-worker-manager:"
+--- The node lock; resty.lock users may take it too (add with expiry, delete).
+local LOCK = PREFIX .. "lock"
+--- Highest generation number handed out (incremented in init_by_lua).
+local TOP = PREFIX .. "top"
+--- Lowest generation that may still have records; scans start there.
+local LOW = PREFIX .. "low"
+--- Time of the generation's master start; absent once it ended.
+local function gen(g)
+    return (PREFIX .. "g") .. tostring(g)
+end
+--- Workers of the generation currently counted.
+local function live(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":live"
+end
+--- Workers of the generation that ever reached init_worker (taken without the lock).
+local function arrived(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":arrived"
+end
+--- worker_processes of the generation: how many slots to look at.
+local function size(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":size"
+end
+--- Pid of a worker of this slot that reached init_worker and is not counted
+-- yet (written without the lock; removed once it is counted).
+local function arrival(g, s)
+    return (((PREFIX .. "g") .. tostring(g)) .. ":arrival") .. tostring(s)
+end
+--- The worker counted in this slot, as "<pid> <last heartbeat> <started>":
+-- one key per worker, so that a small shm holds many (see registry.ts).
+local function slot(g, s)
+    return (((PREFIX .. "g") .. tostring(g)) .. ":slot") .. tostring(s)
+end
+--- The generations whose master exit ran (registry.note_ended): a worker of
+-- one of them that reaches init_worker only now must not bring it back.
+local ENDED = PREFIX .. "ended"
+--- Workers found dead since the node started.
+local CRASHES = PREFIX .. "crashes"
+--- The last of them (crash_record.ts).
+local LAST_CRASH = PREFIX .. "crash"
+--- Pids replaced in this slot by a respawn, dropped but not yet reported ("pid pid ...").
+local function replaced(g, s)
+    return (((PREFIX .. "g") .. tostring(g)) .. ":replaced") .. tostring(s)
+end
+--- Pid of the process running the generation's master exit; negative once the callback was entered.
+local function closing(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":closing"
+end
+--- A worker dropped for an overdue heartbeat while its process still ran: "<pid> <started>".
+local function stalled(g, s)
+    return (((PREFIX .. "g") .. tostring(g)) .. ":stalled") .. tostring(s)
+end
+--- Inodes of the generation's listening sockets, "ino ino ..." (listeners.ts).
+local function listeners(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":listeners"
+end
+--- Set while the generation has no worker but its master keeps running its
+-- configuration (a worker being replaced, WINCH): when its last worker left.
+local function idle(g)
+    return ((PREFIX .. "g") .. tostring(g)) .. ":idle"
+end
+--- The last generation of a configuration whose master exit ran on a fast
+-- exit, where the module could only assume a stop: "<configuration's
+-- generation> <last generation>". A worker nginx then starts from that
+-- configuration opens a new generation for it (resume.ts).
+local RESUME = PREFIX .. "resume"
+____exports.PREFIX = PREFIX
+____exports.LOCK = LOCK
+____exports.TOP = TOP
+____exports.LOW = LOW
+____exports.ENDED = ENDED
+____exports.CRASHES = CRASHES
+____exports.LAST_CRASH = LAST_CRASH
+____exports.RESUME = RESUME
+____exports.gen = gen
+____exports.live = live
+____exports.arrived = arrived
+____exports.size = size
+____exports.arrival = arrival
+____exports.slot = slot
+____exports.replaced = replaced
+____exports.stalled = stalled
+____exports.closing = closing
+____exports.listeners = listeners
+____exports.idle = idle
+return ____exports

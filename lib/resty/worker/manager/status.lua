@@ -1,0 +1,92 @@
+--[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
+local ____exports = {}
+local registry = require("resty.worker.manager.registry")
+local crash_record = require("resty.worker.manager.crash_record")
+local keys = require("resty.worker.manager.keys")
+local lock = require("resty.worker.manager.lock")
+local ____store = require("resty.worker.manager.store")
+local read_number = ____store.read_number
+local ____liveness = require("resty.worker.manager.liveness")
+local alive = ____liveness.alive
+local get_phase = ngx.get_phase
+local now = ngx.now
+local update_time = ngx.update_time
+--- How long status() waits for the lock where it must block the worker to wait.
+local BLOCKING_WAIT = 0.05
+--- How long it waits where it can yield.
+local YIELDING_WAIT = 5
+local YIELDABLE = {
+    rewrite = true,
+    server_rewrite = true,
+    access = true,
+    content = true,
+    timer = true,
+    ssl_cert = true,
+    ssl_session_fetch = true,
+    ssl_client_hello = true
+}
+local function generation_status(dict, g)
+    local workers = {}
+    for s = 0, registry.slots(dict, g) - 1 do
+        local pid, beat, started = registry.occupant(dict, g, s)
+        if pid ~= nil then
+            workers[#workers + 1] = {
+                id = (tostring(g) .. "-") .. tostring(pid),
+                pid = pid,
+                slot = s,
+                started = started,
+                heartbeat = beat
+            }
+        end
+    end
+    return {
+        id = g,
+        started = read_number(
+            dict,
+            keys.gen(g)
+        ),
+        workers = workers,
+        starting = #alive(registry.starting(dict, g)),
+        stalled = registry.stalled(dict, g),
+        idle = registry.idle(dict, g)
+    }
+end
+local function snapshot(dict, grace, consistent)
+    update_time()
+    local generations = {}
+    local low, top = registry.span(dict)
+    for g = low, top do
+        if registry.has_generation(dict, g) then
+            generations[#generations + 1] = generation_status(dict, g)
+        end
+    end
+    return {
+        generation = registry.newest(
+            dict,
+            now(),
+            grace
+        ),
+        generations = generations,
+        crashes = crash_record.count(dict),
+        last_crash = crash_record.last(dict),
+        consistent = consistent
+    }
+end
+--- Reads the node's view. Inside a callback (this process holds the lock) it
+-- reads at once; elsewhere it takes the lock, waiting briefly where it would
+-- have to block the worker.
+local function status(dict, grace)
+    if lock.held() then
+        return snapshot(dict, grace, true)
+    end
+    local can_yield = YIELDABLE[get_phase()] == true
+    local hold = lock.try_acquire(dict, can_yield, can_yield and YIELDING_WAIT or BLOCKING_WAIT)
+    if hold == nil then
+        return snapshot(dict, grace, false)
+    end
+    local view = snapshot(dict, grace, hold ~= lock.UNLOCKED)
+    lock.release(dict, hold)
+    return view
+end
+____exports.status = status
+return ____exports
