@@ -85,10 +85,10 @@ system("chmod -R a+rX '$tree'");
     no_errors_ok($n, '[luarocks tree] no warn or error lines');
 }
 
-# --- the release tarball (made with node, then used without)
-($rc, $out) = (system("make -s -C '$clone' dist > '$tmp/dist.out' 2>&1") >> 8, '');
+# --- the release tarball (made with node, here, then used without)
+($rc, $out) = (system("make -s -C '$repo' dist > '$tmp/dist.out' 2>&1") >> 8, '');
 is($rc, 0, 'make dist (with node)') or diag do { local (@ARGV, $/) = ("$tmp/dist.out"); <> };
-my ($tarball) = glob("$clone/dist/*.tar.gz");
+my ($tarball) = glob("$repo/dist/*.tar.gz");
 ok($tarball, "a release tarball ($tarball)");
 ($rc, $out) = without_node("mkdir -p '$tmp/rel' && tar -C '$tmp/rel' -xzf '$tarball'");
 my ($rel) = glob("$tmp/rel/*");
