@@ -93,6 +93,17 @@ lint: npm typecheck
 	    [ "$$want" = "$$have" ] || { echo "lint: $$r does not list exactly the modules in lib/"; exit 1; }; \
 	done
 	@test -f rockspec/$(RELEASE)-1.rockspec || { echo "lint: no rockspec for version $(VERSION)"; exit 1; }
+	@# the rockspecs: valid for luarocks, with a homepage, the requirements
+	@# luarocks cannot express said in description.detailed, and a source
+	@# that names the version (or, for scm, the branch)
+	@for r in rockspec/*.rockspec; do \
+	    luarocks lint $$r >/dev/null || { echo "lint: luarocks lint $$r fails"; exit 1; }; \
+	    grep -q '^   homepage = "https://' $$r || { echo "lint: $$r has no homepage"; exit 1; }; \
+	    grep -q 'lua-nginx-module' $$r && grep -q 'lua-resty-core' $$r && grep -q 'LuaJIT' $$r \
+	      || { echo "lint: $$r does not state LuaJIT, lua-nginx-module and lua-resty-core"; exit 1; }; \
+	done
+	@grep -q 'url = ".*$(VERSION).*"' rockspec/$(RELEASE)-1.rockspec || { echo "lint: the $(VERSION) rockspec's source.url names no version"; exit 1; }
+	@grep -q 'branch = "main"' rockspec/lua-resty-worker-manager-scm-1.rockspec || { echo "lint: the scm rockspec follows no branch"; exit 1; }
 
 test-unit: build
 	busted --lua=luajit

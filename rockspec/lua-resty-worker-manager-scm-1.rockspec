@@ -1,3 +1,4 @@
+rockspec_format = "3.0"
 package = "lua-resty-worker-manager"
 version = "scm-1"
 source = {
@@ -7,16 +8,26 @@ source = {
 description = {
    summary = "Tells OpenResty code what happens to its nginx node: start, reload, stop, worker crashes",
    detailed = [[
-      resty.worker.manager runs user callbacks cb(id, n_prev, n_mine, n_next) at
-      master start, master exit, worker start and worker exit, one at a time
-      under a node-wide lock kept in a lua_shared_dict. The Lua in lib/ is
-      compiled from TypeScript and committed: installing, from a release or
-      from a git checkout, needs no node.
+      resty.worker.manager runs your callbacks cb(id, n_prev, n_mine, n_next)
+      at master start, master exit, worker start and worker exit of an nginx
+      node (start, HUP reloads, stops, workers that crash or are replaced),
+      one at a time under a node-wide lock kept in a lua_shared_dict, each
+      told how many workers run in older, the same and newer configuration
+      generations; an optional callback hears of each worker found dead.
+
+      Requirements that are not rocks, so not listed as dependencies: LuaJIT
+      and lua-nginx-module 0.10.18 or later (OpenResty, or nginx with the
+      module) with lua-resty-core, which OpenResty bundles and Debian ships
+      as lua-resty-core. The Lua in lib/ is compiled from TypeScript and
+      committed: installing needs no node.
    ]],
+   homepage = "https://github.com/lua-resty-worker-manager/lua-resty-worker-manager",
    license = "MIT",
+   maintainer = "lua-resty-worker-manager maintainers",
+   labels = { "openresty", "nginx", "lifecycle" },
 }
 dependencies = {
-   "lua >= 5.1",
+   "lua ~> 5.1",   -- LuaJIT: see description.detailed
 }
 build = {
    type = "builtin",
