@@ -1,21 +1,36 @@
 /**
  * Declarations of resty.worker.manager for OpenResty code written in
- * TypeScript (TypeScriptToLua). Add this file to your project's "include"
- * (or "types") and `import * as manager from "resty.worker.manager"`; it
- * compiles to `local manager = require("resty.worker.manager")`.
+ * TypeScript (TypeScriptToLua). Install the package (npm) and list it in
+ * your tsconfig's "types" (or add this file to "include"), then
+ * `import * as manager from "resty.worker.manager"`; it compiles to
+ * `local manager = require("resty.worker.manager")`.
  * `make test` checks that these declarations match the implementation.
  */
 /** @noResolution */
 declare module "resty.worker.manager" {
     /**
-     * A lifecycle callback. `id` is the generation (master_id, a number) for
-     * master callbacks and the worker id "<master_id>-<pid>" for worker and
-     * crash callbacks. `n_prev`: workers in older generations, nil in
-     * generation 1. `n_mine`: workers in the callback's own generation.
-     * `n_next`: workers in newer generations, nil when none exists.
+     * Any of the module's callbacks: `cb(id, n_prev, n_mine, n_next)`. `id` is
+     * the generation (a number) for master callbacks and a worker id
+     * "<generation>-<pid>" (a string) for worker and crash callbacks.
+     * `n_prev`: workers in older generations, nil in generation 1. `n_mine`:
+     * workers in the callback's own generation. `n_next`: workers in newer
+     * generations, nil when none exists. A function of this type fits every
+     * slot; the precise types below say more.
      */
     type Callback = (this: void, id: number | string, n_prev: number | undefined, n_mine: number,
                      n_next: number | undefined) => void;
+
+    /** Master start and master exit: `id` is the generation, `n_mine` is always 0. */
+    type MasterCallback = (this: void, id: number, n_prev: number | undefined, n_mine: 0,
+                           n_next: number | undefined) => void;
+
+    /** Worker start and worker exit: `id` is this worker's "<generation>-<pid>"; `n_mine` counts it. */
+    type WorkerCallback = (this: void, id: string, n_prev: number | undefined, n_mine: number,
+                           n_next: number | undefined) => void;
+
+    /** opts.on_crash: `id` is the dead worker's "<generation>-<pid>"; `n_mine` is taken after the drop. */
+    type CrashCallback = (this: void, id: string, n_prev: number | undefined, n_mine: number,
+                          n_next: number | undefined) => void;
 
     interface Options {
         /** Name of the lua_shared_dict holding the node's state. */
@@ -24,8 +39,12 @@ declare module "resty.worker.manager" {
         interval?: number;
         /** Seconds a heartbeat may be overdue before its worker counts as crashed. Default 5. */
         failed?: number;
+    }
+
+    /** Options with a crash callback (a type of its own, so that the compiler checks that callback: see below). */
+    interface OptionsWithCrash extends Options {
         /** Called, under the lock, for each worker found dead (with the dead worker's id). */
-        on_crash?: Callback;
+        on_crash: CrashCallback;
     }
 
     interface WorkerStatus {
@@ -78,11 +97,29 @@ declare module "resty.worker.manager" {
         consistent: boolean;
     }
 
+    // The callbacks are taken by overloads, never as optional parameters:
+    // TypeScriptToLua checks that a function passed where a `this: void`
+    // function is expected has no `this` of its own only when the parameter
+    // is not optional. Without that check, a callback compiled the ordinary
+    // way (a consumer project without "noImplicitSelf") would get `self`
+    // first and all its arguments shifted by one at run time.
+
     /** From init_by_lua*: runs master start for this configuration load before returning. */
-    function on_init_by_lua(this: void, opts: Options, master_start?: Callback, master_exit?: Callback): true;
+    function on_init_by_lua(this: void, opts: OptionsWithCrash): true;
+    function on_init_by_lua(this: void, opts: OptionsWithCrash, master_start: MasterCallback): true;
+    function on_init_by_lua(this: void, opts: OptionsWithCrash, master_start: MasterCallback,
+                            master_exit: MasterCallback): true;
+    function on_init_by_lua(this: void, opts: OptionsWithCrash, master_start: undefined, master_exit: MasterCallback): true;
+    function on_init_by_lua(this: void, opts: Options): true;
+    function on_init_by_lua(this: void, opts: Options, master_start: MasterCallback): true;
+    function on_init_by_lua(this: void, opts: Options, master_start: MasterCallback, master_exit: MasterCallback): true;
+    function on_init_by_lua(this: void, opts: Options, master_start: undefined, master_exit: MasterCallback): true;
 
     /** From init_worker_by_lua*: counts this worker and runs worker start before returning. */
-    function on_init_worker_by_lua(this: void, worker_start?: Callback, worker_exit?: Callback): true;
+    function on_init_worker_by_lua(this: void): true;
+    function on_init_worker_by_lua(this: void, worker_start: WorkerCallback): true;
+    function on_init_worker_by_lua(this: void, worker_start: WorkerCallback, worker_exit: WorkerCallback): true;
+    function on_init_worker_by_lua(this: void, worker_start: undefined, worker_exit: WorkerCallback): true;
 
     /** From exit_worker_by_lua*: tracks exits on fast shutdown (TERM), where nginx fires no timers. */
     function on_exit_worker_by_lua(this: void): true;

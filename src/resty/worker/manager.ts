@@ -17,7 +17,9 @@ import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { free_dead_shm_mutex, pause, process_type, terminating, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
-import type { Callback, ExitReason, Options, Status } from "resty.worker.manager";
+import type {
+    Callback, CrashCallback, ExitReason, MasterCallback, Options, OptionsWithCrash, Status, WorkerCallback,
+} from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -170,7 +172,7 @@ function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, nu
  * @param master_exit `cb(master_id, n_prev, 0, n_next)`, run by the generation's last exiting worker
  * @return true
  */
-function on_init_by_lua(opts: Options, master_start?: Callback, master_exit?: Callback): true {
+function on_init_by_lua(opts: Options | OptionsWithCrash, master_start?: MasterCallback, master_exit?: MasterCallback): true {
     check_phase("on_init_by_lua", "init", "init_by_lua*");
     if (node !== undefined) {
         error("on_init_by_lua was called twice in this configuration load", 2);
@@ -507,7 +509,7 @@ function join(n: Node, config: number, pid: number): LuaMultiReturn<[number, boo
  * @param worker_exit `cb(worker_id, n_prev, n_mine, n_next)`, n_mine counting this worker
  * @return true
  */
-function on_init_worker_by_lua(worker_start?: Callback, worker_exit?: Callback): true {
+function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: WorkerCallback): true {
     check_phase("on_init_worker_by_lua", "init_worker", "init_worker_by_lua*");
     if (worker_hooked) {
         error("on_init_worker_by_lua was called twice in this worker", 2);
@@ -641,4 +643,4 @@ const _VERSION: string = "0.1.0";
 export {
     _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status, exit_reason,
 };
-export type { Options, Callback, Status, ExitReason };
+export type { Options, OptionsWithCrash, Callback, MasterCallback, WorkerCallback, CrashCallback, Status, ExitReason };
