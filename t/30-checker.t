@@ -427,6 +427,28 @@ my $NOCOUNT = "[worker-manager] worker 2-104 could not be counted (no room for i
     is_deeply([ lifecycle_errors(write_log(@steps)) ], [], 'exit reasons that agree with n_next pass');
 }
 
+# ---- a restart: the log of two node lifetimes passes; generation 1 again
+# while a worker of the first lifetime is unaccounted for does not
+{
+    # the same run again, its workers with new pids (1xx -> 2xx)
+    my @second = map {
+        my @s = @$_;
+        if ($s[0] eq 'cb') {
+            $s[2] =~ s/^(\d+)-1(\d\d)$/$1-2$2/;
+            $s[6] =~ s/^1(\d\d)$/2$1/;
+        } elsif ($s[0] eq 'm') {
+            $s[1] =~ s/\b1(0\d)\b/2$1/g;
+        }
+        \@s;
+    } clean_run();
+    my @restart = (clean_run(), [sleep => 2], @second);
+    is_deeply([ lifecycle_errors(write_log(@restart)) ], [], 'a restart after a stop passes');
+    my @early = clean_run();
+    splice @early, at(\@early, 'worker_exit', '2-104'), 2;    # 2-104 exits no more
+    caught('generation 1 again while a worker still runs', [@early, [sleep => 2], @second],
+           { lifecycle => qr/master_start\(1, nil, 0, nil\).*: master_start twice for gen 1/ });
+}
+
 # ---- warn+ lines (no_errors_ok): the test's markers are left out, anything
 # else is reported unless the suite allows it
 {

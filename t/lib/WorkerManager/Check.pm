@@ -549,7 +549,8 @@ sub model_ok {
 #   - master_start at most once per generation, master_exit at most once per
 #     generation, and it comes from the process of that generation's last
 #     worker_exit (mine=1), as the next callback of that process
-#   - nothing of a generation after its master_exit
+#   - nothing of a generation after its master_exit (a restart, once every
+#     worker is accounted for, begins again at generation 1)
 sub lifecycle_ok {
     my ($n, %o) = @_;
     $n->{checked}{lifecycle}++;
@@ -586,6 +587,13 @@ sub lifecycle_errors {
     for my $i (0 .. $#c) {
         my $c = $c[$i];
         my $s = cb_str($c);
+        # a restart (the log holds several node lifetimes): generation 1
+        # starts again, with n_prev nil, once generation 1 ended and no
+        # worker that started is left unaccounted for
+        if ($c->{event} eq 'master_start' && $c->{id} eq '1' && $c->{prev} eq 'nil' && $ended{1}
+            && !grep { !$we{$_} && !$crash{$_} } keys %ws) {
+            %ms = (); %me = (); %ended = ();
+        }
         if ($c->{event} =~ /^master/) {
             push @err, "$s: master id is not an integer" unless $c->{id} =~ /^\d+$/;
             push @err, "$s: id type $c->{types}" if defined $c->{types} && $c->{types} !~ /^number,/;
