@@ -1,8 +1,9 @@
 # lua-resty-worker-manager
 #
 #   make test    install what is missing, build, type-check, lint, run every suite
-#   make demo    the same set-up, then a scripted tour on a real nginx
-#   make demo-serve  the same set-up, then that nginx kept up to play with
+#   make demo    a scripted tour on a real nginx, drawn as an SVG timeline
+#                (installs the Debian packages it needs, saying so first)
+#   make demo-serve  that nginx kept up to play with, its timeline live
 #   make build   compile src/ (TypeScript) to lib/ (Lua); lib/ is committed, so
 #                a clone or a release tarball needs no node (plain `make` then
 #                only checks that lib/ is there)
@@ -18,7 +19,11 @@ LUA_VERSION ?= 5.1
 LUA_LIB_DIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL     ?= install
 
-APT_PACKAGES := nginx-light libnginx-mod-http-lua lua-resty-core luajit2 lua-busted lua-check luarocks
+# what the demo needs (nginx, its lua module, luajit to draw the timeline);
+# the tests need more: busted, luacheck, luarocks, and chromium, a headless
+# browser for the demo's live page
+APT_DEMO     := nginx-light libnginx-mod-http-lua lua-resty-core luajit2
+APT_PACKAGES := $(APT_DEMO) lua-busted lua-check luarocks chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION := $(shell sed -n 's/^const _VERSION: string = "\(.*\)";/\1/p' src/resty/worker/manager.ts 2>/dev/null)
 RELEASE := lua-resty-worker-manager-$(VERSION)
@@ -40,17 +45,26 @@ all:
 
 deps: apt npm
 
-# Installs only the Debian packages that are missing, so a ready machine
-# does not touch the network.
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_install,TARGET,PACKAGES): installs only the Debian packages
+# that are missing, so a ready machine does not touch the network, and
+# says which and why before it does.
+define apt_install
+	@missing=""; for p in $(2); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
+	    echo "$(1) needs Debian packages that are not installed:$$missing"; \
+	    echo "installing them: $(strip $(SUDO) apt-get install)$$missing"; \
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+apt:
+	$(call apt_install,make test,$(APT_PACKAGES))
+
+demo-apt:
+	$(call apt_install,make demo,$(APT_DEMO))
 
 npm: node_modules/.package-lock.json
 
@@ -113,16 +127,18 @@ test-nginx: build
 
 test: deps lint test-unit test-nginx bench-smoke soak-quick
 
-demo: deps build
+# The demo runs the committed lib/ (no node needed; `make build` first after
+# changing src/) and draws its run in demo-out/timeline.svg.
+demo: demo-apt
 	@perl -I t/lib nginx/demo.pl
 
 # The same node as `make demo`, kept up for hands-on play until Ctrl-C
-# (on a free port, or DEMO_PORT=8080).
-.PHONY: demo-serve
-demo-serve: deps build
+# (on a free port, or DEMO_PORT=8080), its timeline live at /timeline.
+.PHONY: demo-serve demo-apt
+demo-serve: demo-apt
 	@perl -I t/lib nginx/demo.pl --serve $(if $(DEMO_PORT),--port $(DEMO_PORT))
 
-# The benchmark (issue #5): real nginx nodes, a markdown table on stdout and
+# The benchmark: real nginx nodes, a markdown table on stdout and
 # the same as JSON (and .md) in t/bench/out/. wrk is installed when missing.
 # bench-smoke runs every row once with few trials (under 30 s); it fails only
 # when the bench machinery does, not when a target is missed.
@@ -166,12 +182,14 @@ install:
 # .src.rock (rockspec + tarball) installs offline: luarocks install dist/*.src.rock
 dist: build
 	rm -rf dist && mkdir -p dist/$(RELEASE)
-	cp -r lib README.md LICENSE Makefile dist/$(RELEASE)/
+	cp -r lib docs README.md CHANGELOG.md LICENSE Makefile dist/$(RELEASE)/
+	mkdir -p dist/$(RELEASE)/nginx && cp nginx/example.conf dist/$(RELEASE)/nginx/
 	cp rockspec/$(RELEASE)-1.rockspec dist/
 	tar -C dist -czf dist/$(RELEASE).tar.gz $(RELEASE)
 	cd dist && zip -q $(RELEASE)-1.src.rock $(RELEASE)-1.rockspec $(RELEASE).tar.gz
 	rm -rf dist/$(RELEASE)
 	@ls dist
 
+# lib/ is committed: clean leaves it (make build writes it again)
 clean:
-	rm -rf lib dist
+	rm -rf dist demo-out
