@@ -3,11 +3,16 @@
 #
 #   perl -I t/lib nginx/demo.pl           `make demo`: a scripted tour (start, a request,
 #                                         reload, kill -9 of a worker, two reloads in a row,
-#                                         stop), printing every callback as it runs
+#                                         graceful stop, restart and fast stop), printing
+#                                         every callback as it runs, then drawing the run as
+#                                         an SVG timeline
 #   perl -I t/lib nginx/demo.pl --check   the same tour, fast; exits non-zero unless the
 #                                         timeline has every expected event (t/21-demo.t)
+#        [--svg FILE]                     where the timeline goes (default:
+#                                         demo-out/timeline.svg in the repository)
 #   perl -I t/lib nginx/demo.pl --serve   `make demo-serve`: start the node and keep it up
-#                                         for hands-on play; Ctrl-C stops it
+#                                         for hands-on play, its timeline live at /timeline;
+#                                         Ctrl-C stops it
 #        [--port N]                       (--serve) listen on 127.0.0.1:N, not a free port
 #
 # Run from the repository root after `make build` (`make demo` does both).
@@ -25,10 +30,11 @@ use IO::Select;
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
 use Test::More ();
+use File::Spec;
 use WorkerManager::Nginx;
 
-my ($CHECK, $SERVE, $PORT) = (0, 0, undef);
-GetOptions('check' => \$CHECK, 'serve' => \$SERVE, 'port=i' => \$PORT,
+my ($CHECK, $SERVE, $PORT, $SVG) = (0, 0, undef, undef);
+GetOptions('check' => \$CHECK, 'serve' => \$SERVE, 'port=i' => \$PORT, 'svg=s' => \$SVG,
            'help|h' => sub { usage(0) })
     or usage(2);
 sub usage {
@@ -64,6 +70,9 @@ my $n = WorkerManager::Nginx->new(raw_conf => '', workers => $WORKERS, lib_dir =
 my $PREFIX = $n->prefix;
 my $MASTER;
 my $T0;
+my @CONF_LINES;  # shown_conf_lines() of the running conf
+my $RUN = 1;     # the node's lifetime: the tour restarts nginx once
+my @SIGNALS;     # the signals the tour sent, for the timeline
 
 my $interrupted = 0;
 $SIG{INT} = sub {
@@ -88,7 +97,8 @@ sub conf_text {
     # as root the workers run as "nobody": they must be able to read the Lua files
     $mods .= "\nuser root;   # (demo.pl: the Lua files are not readable by nobody)"
         if $> == 0 && grep { !WorkerManager::Nginx::_others_can_read($_) }
-                      ("$LIB/resty/worker/manager.lua", "$FindBin::Bin/demo_helpers.lua");
+                      ("$LIB/resty/worker/manager.lua", map { "$FindBin::Bin/$_" }
+                       qw(demo_helpers.lua demo_timeline.lua demo_page.html));
     my %fill = (PREFIX => $PREFIX, LOAD_MODULES => $mods, LIB => $LIB,
                 HERE => $FindBin::Bin, PORT => $port);
     $text =~ s/^\@LOAD_MODULES\@$/$fill{LOAD_MODULES}/m;
@@ -100,14 +110,41 @@ sub conf_text {
     return $text;
 }
 
+# The few lines of the conf that make the run: worker_processes, the shm,
+# and the three *_by_lua_block blocks without their comments.
+sub shown_conf_lines {
+    my ($text) = @_;
+    my (@lines, $block);
+    for my $line (split /\n/, $text) {
+        if (defined $block) {
+            push @lines, $line unless $line =~ /^\s*(?:--.*)?$/;
+            undef $block if $line =~ /^$block\}\s*$/;
+        } elsif ($line =~ /^\s*(?:worker_processes|lua_shared_dict worker_manager)\b/) {
+            push @lines, $line;
+        } elsif ($line =~ /^(\s*)(?:init|init_worker|exit_worker)_by_lua_block \{/) {
+            ($block = $1) =~ s/\t/    /g;
+            push @lines, $line;
+        }
+    }
+    # as written in http {}: four spaces less
+    s/^    // for @lines;
+    return @lines;
+}
+
 # Start nginx on $port (or a free port, taking another one if it is taken meanwhile).
 sub start_nginx {
     my ($want) = @_;
     for my $try (1 .. 3) {
         my $port = $want // WorkerManager::Nginx::free_port();
-        $n->write_conf(raw_conf => conf_text($port));
+        my $conf = conf_text($port);
+        $n->write_conf(raw_conf => $conf);
+        @CONF_LINES = shown_conf_lines($conf);
+        # for the live timeline (/timeline.svg in demo.conf)
+        open my $fh, '>', "$PREFIX/conf/shown.txt" or die "$PREFIX/conf/shown.txt: $!\n";
+        print $fh map { "conf $_\n" } @CONF_LINES;
+        close $fh;
         my $mark = $n->mark;
-        $T0 = time;
+        $T0 //= time;
         my $rc = $n->start(wait => 0, expect_fail => 1);
         if ($rc == 0) {
             $MASTER = $n->master_pid;
@@ -178,7 +215,8 @@ sub row_of {
     my $e = shift;
     my $text = $e->{text};
     if ($text =~ /\bdemo: (\w+) (id=.*)\z/s) {
-        my %h = (kind => 'cb', event => $1, kv($2));
+        my %h = (kind => 'cb', event => $1, kv($2), run => $RUN);
+        ($h{line} = "event=$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
         $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
         if ($h{event} =~ /^master/) { $h{gen} = $h{id} }
         elsif ($h{id} =~ /^(\d+)-(\d+)$/) { ($h{gen}, $h{wpid}) = ($1, $2) }
@@ -242,8 +280,9 @@ sub pump {
     return scalar @rows;
 }
 
+# callbacks seen, in the first run unless run => N says otherwise
 sub evs {
-    my %f = @_;
+    my %f = (run => 1, @_);
     return grep { my $e = $_; !grep { !defined $e->{$_} || $e->{$_} ne $f{$_} } keys %f } @EV;
 }
 
@@ -265,6 +304,14 @@ sub follow {
         $quiet = time if pump();
         sleep 0.02;
     }
+}
+
+# Send a signal and note it for the timeline.
+sub send_signal {
+    my ($sig, $pid) = @_;
+    push @SIGNALS, sprintf 'event=signal name=%s pid=%d to=%s t=%.3f', $sig, $pid // $MASTER,
+        defined $pid ? 'worker' : 'master', time;
+    if (defined $pid) { $n->kill_worker($pid, $sig) } else { $n->signal($sig) }
 }
 
 # ------------------------------------------------------------------ status()
@@ -314,7 +361,8 @@ sub tour {
     print  "  opts    { shm = \"worker_manager\", interval = 1, failed = 2, on_crash = ... }\n";
     print  "  every callback is cb(id, n_prev, n_mine, n_next); nil means no such generation;\n";
     print  "  times are seconds since nginx was started\n";
-    my $total = 6;
+    my $total = 7;
+    print  "  the conf lines that make the run:\n", map { "    $_\n" } shown_conf_lines(conf_text(0));
 
     step(1, $total, 'start nginx with 2 workers',
          'master_start runs in the master (generation 1; n_prev nil: a fresh start), then each worker '
@@ -342,7 +390,7 @@ sub tour {
          'Generation 2 starts beside generation 1 (its master_start sees n_prev=2: the old workers still run). '
        . 'Then the old workers exit with a number in n_next (a reload, not a stop); the last one runs master_exit 1.');
     header();
-    $n->signal('HUP');
+    send_signal('HUP');
     follow('generation 2 to start and generation 1 to exit', sub {
         evs(event => 'master_start', id => 2) && evs(event => 'worker_start', gen => 2) >= $WORKERS
             && evs(event => 'master_exit', id => 1) });
@@ -355,7 +403,7 @@ sub tour {
        . "worker_start still counts the dead one (n_mine=3 with 2 workers; n_prev=0, not nil: older "
        . 'generations existed), then the module drops it (the ERR line) and calls on_crash.');
     header();
-    $n->kill_worker($victim, 'KILL');
+    send_signal('KILL', $victim);
     follow("the respawn and the crash report for 2-$victim", sub {
         (grep { $_->{wpid} != $victim } evs(event => 'worker_start', gen => 2)) >= $WORKERS
             && evs(event => 'crash', id => "2-$victim")
@@ -368,9 +416,9 @@ sub tour {
        . 'generations 2 and 3 has a number in n_next (a reload, not a stop), and that each generation '
        . 'ends with exactly one master_exit.');
     header();
-    $n->signal('HUP');
+    send_signal('HUP');
     follow('master_start 3', sub { evs(event => 'master_start', id => 3) }, settle => 0);
-    $n->signal('HUP');
+    send_signal('HUP');
     follow('generations 3 and 4 to start and generations 2 and 3 to exit', sub {
         evs(event => 'master_start', id => 4) && evs(event => 'worker_start', gen => 3) >= $WORKERS
             && evs(event => 'worker_start', gen => 4) >= $WORKERS
@@ -381,11 +429,62 @@ sub tour {
          'Each worker of generation 4 exits with n_next=nil (no newer generation: the node is stopping); '
        . 'the last one runs master_exit 4, also with n_next=nil. Then nginx is gone, and its shm with it.');
     header();
-    $n->signal('QUIT');
+    send_signal('QUIT');
     follow('nginx to stop', sub { evs(event => 'master_exit', id => 4) && !$n->alive($MASTER) });
     print "\n  nginx has exited (no status(): the shm went with the node)\n";
 
+    $RUN = 2;
+    step(7, $total, 'start again, then a fast stop: kill -TERM',
+         'A new node with a new, empty shm: generation 1 again, n_prev nil, exactly like the first start. '
+       . 'TERM stops nginx fast: nginx fires no timers then, so each worker\'s exit runs from '
+       . 'exit_worker_by_lua (the third hook, phase exit_worker), with n_next=nil and exit_reason() "stop"; '
+       . 'the last one runs master_exit 1.');
+    header();
+    $PORT = start_nginx();
+    follow('the new node to start', sub {
+        evs(run => 2, event => 'master_start', id => 1) && evs(run => 2, event => 'worker_start', gen => 1) >= $WORKERS });
+    send_signal('TERM');
+    follow('nginx to stop', sub { evs(run => 2, event => 'master_exit', id => 1) && !$n->alive($MASTER) });
+    print "\n  nginx has exited\n";
+
+    draw_timeline();
     return verify();
+}
+
+# The run as an SVG swim-lane timeline (nginx/demo_timeline.lua, run with luajit).
+my $SVG_DRAWN;
+sub draw_timeline {
+    my $svg = $SVG // "$REPO/demo-out/timeline.svg";
+    my $luajit = luajit();
+    unless ($luajit) {
+        print "\n  timeline  not drawn: no luajit in PATH\n";
+        return;
+    }
+    (my $dir = $svg) =~ s{/[^/]*\z}{};
+    mkdir $dir if length $dir && !-d $dir;
+    my $events = "$PREFIX/timeline.txt";
+    open my $fh, '>', $events or die "$events: $!\n";
+    print $fh map { "$_\n" } (map { $_->{line} } grep { $_->{kind} eq 'cb' } @ROWS), @SIGNALS,
+                             map { "conf $_" } @CONF_LINES;
+    close $fh;
+    my $rc = system $luajit, "$FindBin::Bin/demo_timeline.lua", $events, $svg,
+        'resty.worker.manager: the tour of make demo';
+    if ($rc != 0 || !-s $svg) {
+        print "\n  timeline  not drawn: $luajit failed (exit ", $? >> 8, ")\n";
+        return;
+    }
+    $SVG_DRAWN = File::Spec->rel2abs($svg);
+    print "\n  timeline  $SVG_DRAWN\n",
+          "            open it in a browser: one lane per process, hover a mark for its counts\n";
+}
+
+# luajit from PATH, or OpenResty's beside its nginx
+sub luajit {
+    for my $dir (split /:/, $ENV{PATH} // '') {
+        return "$dir/luajit" if length $dir && -x "$dir/luajit";
+    }
+    (my $bundled = $NGINX) =~ s{/nginx/sbin/nginx\z}{/luajit/bin/luajit};
+    return $bundled ne $NGINX && -x $bundled ? $bundled : undef;
 }
 
 # Does the timeline have every expected event?  Prints the checks; returns the failures.
@@ -434,6 +533,27 @@ sub verify {
              "the $WORKERS worker exits of generation 4 have n_next nil",
              'got ' . join(' ', map { "($_->{id}, n_next=$_->{n_next})" } @we));
 
+    # the second run: a restart and a fast stop
+    my @ms2 = evs(run => 2, event => 'master_start');
+    $check->(@ms2 == 1 && $ms2[0]{id} eq '1' && $ms2[0]{n_prev} eq 'nil',
+             'after the restart: master_start 1 with n_prev nil, like a first start',
+             'got ' . join(' ', map { "($_->{id}, $_->{n_prev})" } @ms2));
+    my @we2 = evs(run => 2, event => 'worker_exit');
+    $check->(@we2 == $WORKERS && !grep({ $_->{n_next} ne 'nil' || ($_->{phase} // '') ne 'exit_worker'
+                                         || ($_->{reason} // '') ne 'stop' } @we2),
+             "the fast stop: $WORKERS worker exits in exit_worker, n_next nil, exit_reason() \"stop\"",
+             'got ' . join(' ', map { "($_->{id}, n_next=$_->{n_next}, $_->{phase}, " . ($_->{reason} // 'no reason') . ')' } @we2));
+    my @me2 = evs(run => 2, event => 'master_exit');
+    $check->(@me2 == 1 && $me2[0]{id} eq '1' && $me2[0]{n_next} eq 'nil',
+             'the fast stop: one master_exit 1 with n_next nil',
+             'got ' . join(' ', map { "($_->{id}, $_->{n_next})" } @me2));
+
+    my $lanes = () = ($SVG_DRAWN ? slurp($SVG_DRAWN) : '') =~ /class="lane-label worker"/g;
+    my %wids = map { $_->{id} => 1 } grep { $_->{event} eq 'worker_start' } @EV;
+    $check->($SVG_DRAWN && $lanes == keys %wids,
+             'the SVG timeline is drawn, one lane per worker the run had (' . keys(%wids) . ')',
+             $SVG_DRAWN ? "got $lanes lanes" : 'not drawn');
+
     my @bad = grep { $_->{kind} eq 'other' || ($_->{level} // '') =~ /^(?:error|crit|alert|emerg)$/
                      && !($_->{kind} eq 'nginx' && $_->{msg} =~ /exited on signal 9/)
                      && !(@crash_log && $_ == $crash_log[0]) } grep { $_->{kind} ne 'cb' } @ROWS;
@@ -461,15 +581,17 @@ sub serve {
     printf "  nginx    %s (%s), master pid %d, %d workers\n", $NGINX, nginx_version(), $MASTER, $WORKERS;
     print  "  conf     nginx/demo.conf -> $PREFIX/conf/nginx.conf\n";
     print  "  log      $PREFIX/logs/error.log\n\n";
+    print  "  $base/timeline  the node's timeline, live: open it in a browser\n";
     print  "  $base/          which worker answers\n";
     print  "  $base/status    status() as JSON\n\n";
     print  "  try, in another terminal:\n";
-    printf "    %-22s %s\n", @$_ for
-        ["curl $base/status", "the node's view"],
-        ["kill -HUP $MASTER", 'reload'],
-        ['kill -9 <worker pid>', "a crash (worker pids: ps --ppid $MASTER -o pid,cmd)"],
-        ["kill -QUIT $MASTER", 'graceful stop'],
-        ["kill -TERM $MASTER", 'fast stop (seen through the exit_worker_by_lua hook)'];
+    my @try = (["curl $base/status", "the node's view"],
+               ["kill -HUP $MASTER", 'reload'],
+               ['kill -9 <worker pid>', "a crash (worker pids: ps --ppid $MASTER -o pid,cmd)"],
+               ["kill -QUIT $MASTER", 'graceful stop'],
+               ["kill -TERM $MASTER", 'fast stop (seen through the exit_worker_by_lua hook)']);
+    my ($w) = sort { $b <=> $a } map { length $_->[0] } @try;
+    printf "    %-*s  %s\n", $w, @$_ for @try;
     print  "  or through nginx (reload, quit or stop):\n";
     print  "    $ng -s reload\n\n";
     print  "  here: Enter prints status(); Ctrl-C (or end of input) stops nginx gracefully.\n";

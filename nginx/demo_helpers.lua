@@ -1,8 +1,12 @@
--- Two small helpers for nginx/demo.conf (`make demo`, `make demo-serve`).
+-- Small helpers for nginx/demo.conf (`make demo`, `make demo-serve`).
 --
 --   callback(event)  a resty.worker.manager callback that logs one line at
---                    NOTICE: the event, its four arguments, the process it
---                    runs in and the time (nginx/demo.pl reads these lines)
+--                    NOTICE: the event, its four arguments, the process and
+--                    phase it runs in, when it ran and since when its process
+--                    held the node lock (nginx/demo.pl reads these lines); the
+--                    same line goes to the journal for the live timeline
+--   journal()        the journal so far: those lines, one per callback, in
+--                    the format of nginx/demo_timeline.lua's parse()
 --   json(value)      a tiny JSON encoder for status() (no cjson needed)
 
 local M = {}
@@ -10,18 +14,70 @@ local M = {}
 local fmt = string.format
 local concat = table.concat
 
+-- The module's node lock is one key in its shm, taken with a 30 s expiry
+-- and renewed with the same (docs/design.md, "The node lock"): inside a
+-- callback, 30 s minus the key's time to live is how long ago this
+-- process took (or last renewed) the lock.
+local SHM = "worker_manager"
+local LOCK_KEY = "lua-resty-worker-manager:lock"
+local LOCK_EXPTIME = 30
+
+-- lua_shared_dict demo_journal in demo.conf; no journal without it
+local JOURNAL = "demo_journal"
+
+local function lock_taken_at(now)
+    local ttl = ngx.shared[SHM]:ttl(LOCK_KEY)
+    if type(ttl) ~= "number" or ttl <= 0 then
+        return nil
+    end
+    return now - (LOCK_EXPTIME - ttl)
+end
+
+local function remember(line)
+    local journal = ngx.shared[JOURNAL]
+    if not journal then
+        return
+    end
+    local n = journal:incr("n", 1, 0)
+    if n then
+        -- safe_set: a full journal keeps its beginning
+        journal:safe_set("e" .. n, line)
+    end
+end
+
 function M.callback(event)
     return function(id, n_prev, n_mine, n_next)
         ngx.update_time()
+        local t = ngx.now()
+        local phase = ngx.get_phase()
+        local lock_at = lock_taken_at(t)
         -- master start runs in the master (init_by_lua), every other
         -- callback in a worker
-        local process = ngx.get_phase() == "init" and "master" or "worker"
-        ngx.log(ngx.NOTICE, "demo: ", event,
-                " id=", tostring(id), " n_prev=", tostring(n_prev),
-                " n_mine=", tostring(n_mine), " n_next=", tostring(n_next),
-                " process=", process, " pid=", ngx.worker.pid(),
-                " slot=", tostring(ngx.worker.id()), " t=", fmt("%.3f", ngx.now()))
+        local process = phase == "init" and "master" or "worker"
+        local reason = event == "worker_exit"
+            and require("resty.worker.manager").exit_reason() or nil
+        ngx.update_time()
+        local line = concat({
+            "event=", event, " id=", tostring(id), " n_prev=", tostring(n_prev),
+            " n_mine=", tostring(n_mine), " n_next=", tostring(n_next),
+            " process=", process, " pid=", ngx.worker.pid(),
+            " slot=", tostring(ngx.worker.id()), " phase=", phase,
+            reason and (" reason=" .. reason) or "",
+            " t=", fmt("%.3f", t), " t_end=", fmt("%.3f", ngx.now()),
+            lock_at and fmt(" lock_at=%.4f", lock_at) or "",
+        })
+        remember(line)
+        ngx.log(ngx.NOTICE, "demo: ", event, " ", line:sub(#"event=" + #event + 2))
     end
+end
+
+function M.journal()
+    local journal = ngx.shared[JOURNAL]
+    local lines = {}
+    for i = 1, journal and journal:get("n") or 0 do
+        lines[#lines + 1] = journal:get("e" .. i)
+    end
+    return concat(lines, "\n")
 end
 
 local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f",
