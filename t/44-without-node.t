@@ -85,6 +85,23 @@ system("chmod -R a+rX '$tree'");
     no_errors_ok($n, '[luarocks tree] no warn or error lines');
 }
 
+# nginx/example.conf from the luarocks tree, as pasted: no lib/ in the
+# prefix, so "$prefix/lib/?.lua" finds nothing and the default path (;;)
+# finds the tree, here through LUA_PATH (what a tree on the default path
+# amounts to)
+{
+    local $ENV{LUA_PATH} = "$lua/?.lua;$lua/?/init.lua;;";
+    my $n = WorkerManager::Nginx->new(raw_conf => '');
+    $n->write_conf(raw_conf => example_conf($n));
+    ok(!-e $n->prefix . '/lib', '[luarocks tree] the example\'s prefix has no lib/');
+    $n->start(wait => 0);
+    $n->wait_log(qr/example: worker start: 1-\d+/, count => 2, desc => 'the example starts two workers from the tree');
+    $n->signal('QUIT');
+    ok($n->wait_exit, '[luarocks tree] QUIT stops the example');
+    is(scalar $n->grep_log(qr/example: master exit: generation 1 \(stop\)/), 1, '[luarocks tree] one master exit, a stop');
+    no_errors_ok($n, '[luarocks tree example] no warn or error lines');
+}
+
 # --- the release tarball (made with node, here, then used without)
 ($rc, $out) = (system("make -s -C '$repo' dist > '$tmp/dist.out' 2>&1") >> 8, '');
 is($rc, 0, 'make dist (with node)') or diag do { local (@ARGV, $/) = ("$tmp/dist.out"); <> };
