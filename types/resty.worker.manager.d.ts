@@ -85,6 +85,18 @@ declare module "resty.worker.manager" {
         cause: string;
     }
 
+    interface SingletonStatus {
+        name: string;
+        /** The holding worker's id, "<generation>-<pid>"; nil while nobody holds the name. */
+        holder: string | undefined;
+        /** The holding's token; while nobody holds the name, the last one handed out (0: none yet). */
+        token: number;
+        /** When the holding began; nil while nobody holds the name. */
+        since: number | undefined;
+        /** The node is stopping: the last holder stopped the job, and nobody takes it again. */
+        stopped: boolean;
+    }
+
     interface Status {
         /** The newest generation (the configuration now loaded); nil before any. */
         generation: number | undefined;
@@ -93,6 +105,8 @@ declare module "resty.worker.manager" {
         /** Workers found dead since the node started. */
         crashes: number;
         last_crash: CrashStatus | undefined;
+        /** Every singleton name registered in the node, in the order they were first registered. */
+        singletons: SingletonStatus[];
         /** False when the lock could not be had in time and the view may be torn. */
         consistent: boolean;
     }
@@ -136,6 +150,45 @@ declare module "resty.worker.manager" {
 
     /** In this worker's exit (its callbacks, or later): why it exits; nil before its exit began. */
     function exit_reason(this: void): ExitReason | undefined;
+
+    /**
+     * Why a singleton's stop runs: the job moves to a newer generation
+     * ("reload"), the node stops ("stop"), this worker was dropped as
+     * stalled and another took the job ("lost"), or this worker alone exits
+     * or is replaced while its generation goes on ("exit").
+     */
+    type StopReason = "reload" | "stop" | "lost" | "exit";
+
+    /** A singleton's start: runs in a timer of the worker that now holds `name`. */
+    type SingletonStart = (this: void, name: string, token: number) => void;
+    /** A singleton's stop: the holding ends once it returns. */
+    type SingletonStop = (this: void, name: string, token: number, reason: StopReason) => void;
+    /** every()'s function: one run of the periodic job, in the holder. */
+    type SingletonFn = (this: void, name: string, token: number) => void;
+
+    interface SingletonJob {
+        start: SingletonStart;
+    }
+
+    /** A job with a stop (a type of its own, so that the compiler checks that callback, as for on_crash). */
+    interface SingletonJobWithStop extends SingletonJob {
+        stop: SingletonStop;
+    }
+
+    /**
+     * From init_worker_by_lua*, after on_init_worker_by_lua, in every worker:
+     * one worker of the node runs `job.start(name, token)`, the job moves
+     * through reloads, crashes and stalls, and `job.stop(name, token,
+     * reason)` runs when a holding ends.
+     */
+    function singleton(this: void, name: string, job: SingletonJobWithStop): true;
+    function singleton(this: void, name: string, job: SingletonJob): true;
+
+    /** A periodic singleton: `fn(name, token)` runs in the holder at once, then every `interval` seconds. */
+    function every(this: void, name: string, interval: number, fn: SingletonFn): true;
+
+    /** Whether this worker holds `name` now, and the holding's token (a fencing token). */
+    function holds(this: void, name: string): LuaMultiReturn<[true, number] | [false, undefined]>;
 
     const _VERSION: string;
 }

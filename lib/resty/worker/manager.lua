@@ -7,6 +7,7 @@ local listeners = require("resty.worker.manager.listeners")
 local reasons = require("resty.worker.manager.exit_reason")
 local missed_beats = require("resty.worker.manager.missed_beats")
 local resume = require("resty.worker.manager.resume")
+local singletons = require("resty.worker.manager.singletons")
 local ____callbacks = require("resty.worker.manager.callbacks")
 local run = ____callbacks.run
 local inside = ____callbacks.inside
@@ -39,6 +40,8 @@ local DEFAULT_FAILED = 5
 --- Bounds of interval and failed (a year at most: failed is also how long a stop may wait).
 local MIN_SECONDS = 0.001
 local MAX_SECONDS = 31536000
+--- Longest singleton name, in bytes (it is part of shm keys).
+local MAX_NAME = 128
 --- Step of the wait that tells a reload from a stop (timer context only).
 local UNDECIDED_STEP = 0.05
 --- How long a fast stop's exit may wait for a newer generation's first worker
@@ -76,14 +79,17 @@ local function describe(value)
     end
     return type(value)
 end
-local function check_seconds(name, value, fallback)
+local function check_seconds(name, value, fallback, level)
+    if level == nil then
+        level = 4
+    end
     if value == nil then
         return fallback
     end
     if type(value) ~= "number" or not (value >= MIN_SECONDS and value <= MAX_SECONDS) then
         error(
             (((((name .. " must be a number of seconds from ") .. tostring(MIN_SECONDS)) .. " to ") .. tostring(MAX_SECONDS)) .. ", got ") .. describe(value),
-            4
+            level
         )
     end
     return value
@@ -300,6 +306,7 @@ local function leave(can_yield)
         waiting
     )
     w.reason = reason
+    singletons.stop_for_exit(reason, can_yield)
     local ____can_yield_0
     if can_yield then
         ____can_yield_0 = nil
@@ -369,6 +376,7 @@ local function leave(can_yield)
             w.gen
         )
     end
+    singletons.release_for_exit(dict, reason == "stop")
     if liveness.closable(dict, w.gen, reason == "stop") then
         end_or_suspend(
             n,
@@ -435,6 +443,7 @@ end
 --- The heartbeat: proves this worker alive and looks for workers that died.
 local function beat(w, n)
     local dict = n.dict
+    singletons.check_lost()
     update_time()
     local pid = registry.occupant(dict, w.gen, w.slot)
     if pid ~= w.pid or not registry.has_generation(dict, w.gen) then
@@ -529,6 +538,9 @@ local function beat(w, n)
             )
         end
         lock.release(dict, hold)
+    end
+    if not w.exited then
+        singletons.on_beat()
     end
 end
 --- Says once why this worker's heartbeat missed runs, if it did (missed_beats.ts).
@@ -749,6 +761,9 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
         dead,
         pid
     ) and dead or nil
+    if dead ~= nil then
+        liveness.free_singletons(dict, g, dead, "crashed")
+    end
     worker = w
     local n_prev, n_next = registry.neighbours(
         dict,
@@ -810,6 +825,14 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
         )
     end
     lock.release(dict, hold)
+    singletons.attach({
+        dict = dict,
+        gen = g,
+        slot = slot,
+        pid = pid,
+        id = w.id,
+        started = now()
+    })
     w.last_beat = now()
     local ok, err = timer_every(n.interval, on_beat)
     if not ok then
@@ -850,6 +873,97 @@ local function exit_reason()
     end
     return ____temp_4
 end
+--- Checks a singleton's name: part of shm keys and log lines.
+local function check_name(fn, name)
+    if type(name) ~= "string" or name == "" or #name > MAX_NAME or (string.find(name, "%c")) ~= nil then
+        error(
+            ((((fn .. ": name must be a non-empty string of at most ") .. tostring(MAX_NAME)) .. " bytes without control ") .. "characters, got ") .. describe(name),
+            3
+        )
+    end
+    return name
+end
+--- What singleton() and every() check first: phase, order, name.
+local function check_registration(fn, name)
+    check_phase(fn, "init_worker", "init_worker_by_lua*")
+    local checked = check_name(fn, name)
+    if not worker_hooked then
+        error(fn .. " needs on_init_worker_by_lua in init_worker_by_lua* first", 3)
+    end
+    if singletons.has(checked) then
+        error(((fn .. ": singleton '") .. checked) .. "' is registered twice in this worker", 3)
+    end
+    return checked
+end
+--- Registers a singleton: one worker of the node runs `job.start(name,
+-- token)`, and `job.stop(name, token, reason)` when its holding ends; the job
+-- moves through reloads, crashes and stalls. Call in every worker, from
+-- init_worker_by_lua*, after on_init_worker_by_lua.
+-- 
+-- @return true
+local function singleton(name, job)
+    local checked = check_registration("singleton", name)
+    if type(job) ~= "table" then
+        error(
+            "singleton: job must be a table with a start function, got " .. type(job),
+            2
+        )
+    end
+    local j = job
+    if type(j.start) ~= "function" then
+        error(
+            "singleton: job.start must be a function, got " .. type(j.start),
+            2
+        )
+    end
+    if j.stop ~= nil and type(j.stop) ~= "function" then
+        error(
+            "singleton: job.stop must be a function or nil, got " .. type(j.stop),
+            2
+        )
+    end
+    if worker ~= nil then
+        singletons.add(
+            checked,
+            j.start,
+            j.stop,
+            nil,
+            0
+        )
+    end
+    return true
+end
+--- Registers a periodic singleton: `fn(name, token)` runs in the worker that
+-- holds `name`, at once, then every `interval` seconds; runs never overlap,
+-- also when the job moves. Call like singleton().
+-- 
+-- @return true
+local function every(name, interval, fn)
+    local checked = check_registration("every", name)
+    local seconds = check_seconds("every: interval", interval, 0, 3)
+    if type(fn) ~= "function" then
+        error(
+            "every: fn must be a function, got " .. type(fn),
+            2
+        )
+    end
+    if worker ~= nil then
+        singletons.add(
+            checked,
+            nil,
+            nil,
+            fn,
+            seconds
+        )
+    end
+    return true
+end
+--- Whether this worker holds the singleton `name` now, and the holding's
+-- token; false (and nil) otherwise. Any phase after init_worker.
+local function holds(name)
+    check_name("holds", name)
+    return singletons.holds(name)
+end
 --- The node's current view: generations with their workers, the newest
 -- generation, crashes seen. Read-only; any phase after init_by_lua.
 -- 
@@ -868,4 +982,7 @@ ____exports.on_init_worker_by_lua = on_init_worker_by_lua
 ____exports.on_exit_worker_by_lua = on_exit_worker_by_lua
 ____exports.status = status
 ____exports.exit_reason = exit_reason
+____exports.singleton = singleton
+____exports.every = every
+____exports.holds = holds
 return ____exports

@@ -13,12 +13,14 @@ import * as listeners from "./manager/listeners";
 import * as reasons from "./manager/exit_reason";
 import * as missed_beats from "./manager/missed_beats";
 import * as resume from "./manager/resume";
+import * as singletons from "./manager/singletons";
 import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { free_dead_shm_mutex, pause, process_type, terminating, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
 import type {
-    Callback, CrashCallback, ExitReason, MasterCallback, Options, OptionsWithCrash, Status, WorkerCallback,
+    Callback, CrashCallback, ExitReason, MasterCallback, Options, OptionsWithCrash, SingletonFn, SingletonJob,
+    SingletonJobWithStop, SingletonStart, SingletonStop, Status, StopReason, WorkerCallback,
 } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
@@ -41,6 +43,8 @@ const DEFAULT_FAILED = 5;
 /** Bounds of interval and failed (a year at most: failed is also how long a stop may wait). */
 const MIN_SECONDS = 0.001;
 const MAX_SECONDS = 31536000;
+/** Longest singleton name, in bytes (it is part of shm keys). */
+const MAX_NAME = 128;
 /** Step of the wait that tells a reload from a stop (timer context only). */
 const UNDECIDED_STEP = 0.05;
 /**
@@ -129,7 +133,7 @@ function describe(value: unknown): string {
     return type(value);
 }
 
-function check_seconds(name: string, value: unknown, fallback: number): number {
+function check_seconds(name: string, value: unknown, fallback: number, level = 4): number {
     if (value === undefined) {
         return fallback;
     }
@@ -139,7 +143,7 @@ function check_seconds(name: string, value: unknown, fallback: number): number {
     // both comparisons.
     if (typeof value !== "number" || !(value >= MIN_SECONDS && value <= MAX_SECONDS)) {
         error(name + " must be a number of seconds from " + MIN_SECONDS + " to " + MAX_SECONDS + ", got "
-              + describe(value), 4);
+              + describe(value), level);
     }
     return value;
 }
@@ -301,6 +305,9 @@ function leave(can_yield: boolean): void {
     let [reason, known] = reasons.find(dict, w.gen, registry.newest(dict, now(), grace), graceful, can_yield,
                                        can_yield ? n.failed : FAST_STOP_WAIT, waiting);
     w.reason = reason;
+    // The stops of the singletons it holds run now, outside the lock, after
+    // their running start or fn returned; the holdings end under the lock.
+    singletons.stop_for_exit(reason, can_yield);
 
     // In the exit hook, a timer of this very process that the fast stop
     // abandoned may still hold the lock: it will never run again, so its hold
@@ -333,6 +340,7 @@ function leave(can_yield: boolean): void {
         liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
     }
 
+    singletons.release_for_exit(dict, reason === "stop");
     if (liveness.closable(dict, w.gen, reason === "stop")) {
         end_or_suspend(n, w, reason, known, grace);
     }
@@ -396,6 +404,8 @@ function note_listeners(dict: NgxSharedDict, g: number): void {
 /** The heartbeat: proves this worker alive and looks for workers that died. */
 function beat(w: Worker, n: Node): void {
     const dict = n.dict;
+    // a stalled worker that runs again: its lost singletons stop first
+    singletons.check_lost();
     update_time();
     const [pid] = registry.occupant(dict, w.gen, w.slot);
     if (pid !== w.pid || !registry.has_generation(dict, w.gen)) {
@@ -441,6 +451,9 @@ function beat(w: Worker, n: Node): void {
             registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
         }
         lock.release(dict, hold);
+    }
+    if (!w.exited) {
+        singletons.on_beat();
     }
 }
 
@@ -570,6 +583,9 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
     // contract promises, but the shm drops it now: if this worker is killed
     // in its callback too, the next respawn must not find two to drop.
     const unqueued = dead !== undefined && !registry.replace_dead(dict, g, slot, dead, pid) ? dead : undefined;
+    if (dead !== undefined) {
+        liveness.free_singletons(dict, g, dead, "crashed");
+    }
     worker = w;
     const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
     run("worker start", start_cb, w.id, n_prev, mine, n_next);
@@ -590,6 +606,7 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
                                 registry.count(dict, early), now());
     }
     lock.release(dict, hold);
+    singletons.attach({ dict, gen: g, slot, pid, id: w.id, started: now() });
 
     w.last_beat = now();
     const [ok, err] = timer_every(n.interval, on_beat);
@@ -625,6 +642,81 @@ function exit_reason(): ExitReason | undefined {
     return w !== undefined && w.exited ? w.reason : undefined;
 }
 
+/** Checks a singleton's name: part of shm keys and log lines. */
+function check_name(fn: string, name: unknown): string {
+    if (typeof name !== "string" || name === "" || name.length > MAX_NAME
+        || string.find(name, "%c")[0] !== undefined) {
+        error(fn + ": name must be a non-empty string of at most " + MAX_NAME + " bytes without control "
+              + "characters, got " + describe(name), 3);
+    }
+    return name;
+}
+
+/** What singleton() and every() check first: phase, order, name. */
+function check_registration(fn: string, name: unknown): string {
+    check_phase(fn, "init_worker", "init_worker_by_lua*");
+    const checked = check_name(fn, name);
+    if (!worker_hooked) {
+        error(fn + " needs on_init_worker_by_lua in init_worker_by_lua* first", 3);
+    }
+    if (singletons.has(checked)) {
+        error(fn + ": singleton '" + checked + "' is registered twice in this worker", 3);
+    }
+    return checked;
+}
+
+/**
+ * Registers a singleton: one worker of the node runs `job.start(name,
+ * token)`, and `job.stop(name, token, reason)` when its holding ends; the job
+ * moves through reloads, crashes and stalls. Call in every worker, from
+ * init_worker_by_lua*, after on_init_worker_by_lua.
+ * @return true
+ */
+function singleton(name: string, job: SingletonJob | SingletonJobWithStop): true {
+    const checked = check_registration("singleton", name);
+    if (type(job) !== "table") {
+        error("singleton: job must be a table with a start function, got " + type(job), 2);
+    }
+    const j = job as { start?: unknown; stop?: unknown };
+    if (type(j.start) !== "function") {
+        error("singleton: job.start must be a function, got " + type(j.start), 2);
+    }
+    if (j.stop !== undefined && type(j.stop) !== "function") {
+        error("singleton: job.stop must be a function or nil, got " + type(j.stop), 2);
+    }
+    if (worker !== undefined) {
+        singletons.add(checked, j.start as SingletonStart, j.stop as SingletonStop | undefined, undefined, 0);
+    }
+    return true;
+}
+
+/**
+ * Registers a periodic singleton: `fn(name, token)` runs in the worker that
+ * holds `name`, at once, then every `interval` seconds; runs never overlap,
+ * also when the job moves. Call like singleton().
+ * @return true
+ */
+function every(name: string, interval: number, fn: SingletonFn): true {
+    const checked = check_registration("every", name);
+    const seconds = check_seconds("every: interval", interval, 0, 3);
+    if (type(fn) !== "function") {
+        error("every: fn must be a function, got " + type(fn), 2);
+    }
+    if (worker !== undefined) {
+        singletons.add(checked, undefined, undefined, fn, seconds);
+    }
+    return true;
+}
+
+/**
+ * Whether this worker holds the singleton `name` now, and the holding's
+ * token; false (and nil) otherwise. Any phase after init_worker.
+ */
+function holds(name: string): LuaMultiReturn<[true, number] | [false, undefined]> {
+    check_name("holds", name);
+    return singletons.holds(name) as LuaMultiReturn<[true, number] | [false, undefined]>;
+}
+
 /**
  * The node's current view: generations with their workers, the newest
  * generation, crashes seen. Read-only; any phase after init_by_lua.
@@ -641,6 +733,10 @@ function status(): LuaMultiReturn<[Status] | [undefined, string]> {
 const _VERSION: string = "0.1.0";
 
 export {
-    _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status, exit_reason,
+    _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status, exit_reason, singleton, every,
+    holds,
 };
-export type { Options, OptionsWithCrash, Callback, MasterCallback, WorkerCallback, CrashCallback, Status, ExitReason };
+export type {
+    Options, OptionsWithCrash, Callback, MasterCallback, WorkerCallback, CrashCallback, Status, ExitReason,
+    SingletonJob, SingletonJobWithStop, SingletonStart, SingletonStop, SingletonFn, StopReason,
+};

@@ -69,6 +69,27 @@ end
 -- generation> <last generation>". A worker nginx then starts from that
 -- configuration opens a new generation for it (resume.ts).
 local RESUME = PREFIX .. "resume"
+--- Who holds the name: "<gen> <slot> <token> <since> <state>", the holder's pid as flags.
+local function holder(name)
+    return (PREFIX .. "sh:") .. name
+end
+--- The name's last token handed out (1 for its first holding).
+local function token(name)
+    return (PREFIX .. "st:") .. name
+end
+--- The newest generation whose workers registered the name: the job belongs there.
+local function registered(name)
+    return (PREFIX .. "sr:") .. name
+end
+--- Every name registered in the node, "\n"-separated and framed ("\na\nb\n"), for status() and drops.
+local NAMES = PREFIX .. "s:names"
+--- Grows with every change of a holding or registration: what idle workers watch.
+local EPOCH = PREFIX .. "s:epoch"
+____exports.holder = holder
+____exports.token = token
+____exports.registered = registered
+____exports.NAMES = NAMES
+____exports.EPOCH = EPOCH
 ____exports.PREFIX = PREFIX
 ____exports.LOCK = LOCK
 ____exports.TOP = TOP

@@ -3,6 +3,7 @@ local ____exports = {}
 local alive, closable, cut_short
 local registry = require("resty.worker.manager.registry")
 local crash_record = require("resty.worker.manager.crash_record")
+local holding = require("resty.worker.manager.holding")
 local ____host = require("resty.worker.manager.host")
 local pid_alive = ____host.pid_alive
 local ____callbacks = require("resty.worker.manager.callbacks")
@@ -107,6 +108,28 @@ local function look_in(dict, finder, g, now)
         )
     end
     return found
+end
+--- A worker found dead, or dropped for an overdue heartbeat, loses the
+-- singletons it held: they are free at once for the other workers.
+local function free_singletons(dict, g, pid, why)
+    for ____, ____value in ipairs(holding.release_worker(dict, pid)) do
+        local name = ____value.name
+        local token = ____value.token
+        log(
+            NOTICE,
+            "singleton '",
+            name,
+            "' (token ",
+            token,
+            ") of worker ",
+            g,
+            "-",
+            pid,
+            " is free again: its ",
+            "holder ",
+            why
+        )
+    end
 end
 --- What follows every crash found, once it was logged: counted for status(),
 -- then the crash callback with the dead worker's id and the counts left.
@@ -294,6 +317,7 @@ local function settle(dict, finder, suspects, now, own)
                     " left in generation ",
                     x.gen
                 )
+                free_singletons(dict, x.gen, x.pid, running and "stopped beating" or "crashed")
                 announce_crash(
                     dict,
                     finder.on_crash,
@@ -335,4 +359,5 @@ ____exports.alive = alive
 ____exports.announce_crash = announce_crash
 ____exports.report_replaced = report_replaced
 ____exports.end_with_master_exit = end_with_master_exit
+____exports.free_singletons = free_singletons
 return ____exports

@@ -8,6 +8,7 @@ local ____store = require("resty.worker.manager.store")
 local read_number = ____store.read_number
 local ____liveness = require("resty.worker.manager.liveness")
 local alive = ____liveness.alive
+local holding = require("resty.worker.manager.holding")
 local get_phase = ngx.get_phase
 local now = ngx.now
 local update_time = ngx.update_time
@@ -51,6 +52,21 @@ local function generation_status(dict, g)
         idle = registry.idle(dict, g)
     }
 end
+local function singletons_status(dict)
+    local list = {}
+    for ____, name in ipairs(holding.names(dict)) do
+        local h = holding.holder(dict, name)
+        local held = h ~= nil and not h.stopped
+        list[#list + 1] = {
+            name = name,
+            holder = held and (tostring(h.gen) .. "-") .. tostring(h.pid) or nil,
+            token = h ~= nil and h.token or holding.last_token(dict, name),
+            since = held and h.since or nil,
+            stopped = h ~= nil and h.stopped
+        }
+    end
+    return list
+end
 local function snapshot(dict, grace, consistent)
     update_time()
     local generations = {}
@@ -69,6 +85,7 @@ local function snapshot(dict, grace, consistent)
         generations = generations,
         crashes = crash_record.count(dict),
         last_crash = crash_record.last(dict),
+        singletons = singletons_status(dict),
         consistent = consistent
     }
 end

@@ -96,7 +96,35 @@ function idle(g: number): string {
  */
 const RESUME = PREFIX + "resume";
 
+/**
+ * Singletons (holding.ts), one set of keys per name, never removed (a
+ * name's token must keep growing over the node's life). The letter after
+ * "s" says which key of the name it is, so that no name can make one
+ * name's key another's.
+ */
+
+/** Who holds the name: "<gen> <slot> <token> <since> <state>", the holder's pid as flags. */
+function holder(name: string): string {
+    return PREFIX + "sh:" + name;
+}
+
+/** The name's last token handed out (1 for its first holding). */
+function token(name: string): string {
+    return PREFIX + "st:" + name;
+}
+
+/** The newest generation whose workers registered the name: the job belongs there. */
+function registered(name: string): string {
+    return PREFIX + "sr:" + name;
+}
+
+/** Every name registered in the node, "\n"-separated and framed ("\na\nb\n"), for status() and drops. */
+const NAMES = PREFIX + "s:names";
+/** Grows with every change of a holding or registration: what idle workers watch. */
+const EPOCH = PREFIX + "s:epoch";
+
 export {
+    holder, token, registered, NAMES, EPOCH,
     PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,
 };

@@ -7,6 +7,7 @@
 
 import * as registry from "./registry";
 import * as crash_record from "./crash_record";
+import * as holding from "./holding";
 import { pid_alive } from "./host";
 import { run } from "./callbacks";
 import type { Callback } from "resty.worker.manager";
@@ -134,6 +135,17 @@ function closable(dict: NgxSharedDict, g: number, stopping: boolean): boolean {
 }
 
 /**
+ * A worker found dead, or dropped for an overdue heartbeat, loses the
+ * singletons it held: they are free at once for the other workers.
+ */
+function free_singletons(dict: NgxSharedDict, g: number, pid: number, why: string): void {
+    for (const { name, token } of holding.release_worker(dict, pid)) {
+        log(NOTICE, "singleton '", name, "' (token ", token, ") of worker ", g, "-", pid, " is free again: its ",
+            "holder ", why);
+    }
+}
+
+/**
  * What follows every crash found, once it was logged: counted for status(),
  * then the crash callback with the dead worker's id and the counts left.
  */
@@ -234,6 +246,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
             if (counted) {
                 log(ERR, "worker ", x.gen, "-", x.pid, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
                     "; dropped from the counts, ", left, " left in generation ", x.gen);
+                free_singletons(dict, x.gen, x.pid, running ? "stopped beating" : "crashed");
                 announce_crash(dict, finder.on_crash, finder.grace, x.gen, x.pid, x.slot, x.cause, left, now);
                 if (!running) {
                     // A respawned worker killed in its own start callback took
@@ -255,5 +268,7 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
     }
 }
 
-export { look, look_in, settle, closable, alive, announce_crash, report_replaced, end_with_master_exit };
+export {
+    look, look_in, settle, closable, alive, announce_crash, report_replaced, end_with_master_exit, free_singletons,
+};
 export type { Suspect, Finder };

@@ -9,8 +9,9 @@ import * as keys from "./keys";
 import * as lock from "./lock";
 import { read_number } from "./store";
 import { alive } from "./liveness";
+import * as holding from "./holding";
 // The shapes are declared once, in the module's published declarations.
-import type { Status, GenerationStatus, WorkerStatus } from "resty.worker.manager";
+import type { Status, GenerationStatus, SingletonStatus, WorkerStatus } from "resty.worker.manager";
 
 const get_phase = ngx.get_phase;
 const now = ngx.now;
@@ -44,6 +45,22 @@ function generation_status(dict: NgxSharedDict, g: number): GenerationStatus {
     };
 }
 
+function singletons_status(dict: NgxSharedDict): SingletonStatus[] {
+    const list: SingletonStatus[] = [];
+    for (const name of holding.names(dict)) {
+        const h = holding.holder(dict, name);
+        const held = h !== undefined && !h.stopped;
+        list.push({
+            name,
+            holder: held ? h.gen + "-" + h.pid : undefined,
+            token: h !== undefined ? h.token : holding.last_token(dict, name),
+            since: held ? h.since : undefined,
+            stopped: h !== undefined && h.stopped,
+        });
+    }
+    return list;
+}
+
 function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Status {
     update_time();
     const generations: GenerationStatus[] = [];
@@ -58,6 +75,7 @@ function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Stat
         generations,
         crashes: crash_record.count(dict),
         last_crash: crash_record.last(dict),
+        singletons: singletons_status(dict),
         consistent,
     };
 }
