@@ -240,6 +240,59 @@ function M.instrument()
     return wm
 end
 
+-- Singletons. sj(kind, opts) returns a function(name, token [, reason])
+-- for manager.singleton()'s start or stop (kind "start", "stop") or
+-- manager.every()'s fn (kind "fn") that logs, at ngx.WARN:
+--
+--   WMSJ-ENTER <kind> name=<name> token=<token> pid=<pid> phase=<phase> reason=<reason> held=<holds()> t=<hires>
+--   WMSJ-LEAVE <kind> name=<name> token=<token> pid=<pid> t=<hires>
+--
+-- opts (all optional, each applied only when `when(kind, name, token,
+-- reason)` is true, if given):
+--   sleep = s       ngx.sleep(s) between ENTER and LEAVE where the phase yields
+--   slow  = ms      busy-wait that long (blocking) between ENTER and LEAVE
+--   set   = key     set key in the wm_test shm right after ENTER
+--   raise = msg     raise error(msg) after LEAVE
+-- job(opts) returns { start = sj("start", opts.start), stop = sj("stop", opts.stop) }.
+local function yieldable()
+    local phase = ngx.get_phase()
+    return phase == "timer" or phase == "content" or phase == "access" or phase == "rewrite"
+end
+
+function M.sj(kind, opts)
+    opts = opts or {}
+    return function(name, token, why)
+        local pid = tostring(ngx.worker.pid())
+        local held, held_token = require("resty.worker.manager").holds(name)
+        ngx.log(ngx.WARN, "WMSJ-ENTER ", kind, " name=", tostring(name), " token=", tostring(token),
+                " pid=", pid, " phase=", ngx.get_phase(), " reason=", tostring(why),
+                " held=", tostring(held), ":", tostring(held_token), " t=", hires())
+        local active = true
+        if opts.when then
+            active = opts.when(kind, name, token, why) and true or false
+        end
+        if active and opts.set then
+            M.flag(opts.set)
+        end
+        if active and opts.sleep and yieldable() then
+            ngx.sleep(opts.sleep)
+        end
+        if active and opts.slow then
+            busy_sleep(opts.slow)
+        end
+        ngx.log(ngx.WARN, "WMSJ-LEAVE ", kind, " name=", tostring(name), " token=", tostring(token),
+                " pid=", pid, " t=", hires())
+        if active and opts.raise then
+            error(opts.raise)
+        end
+    end
+end
+
+function M.job(opts)
+    opts = opts or {}
+    return { start = M.sj("start", opts.start), stop = M.sj("stop", opts.stop) }
+end
+
 -- pcall fn(...) and log the outcome as one line:
 --   WMVAL <name> ok=<true|false> msg=<message with newlines escaped>
 function M.check(name, fn, ...)

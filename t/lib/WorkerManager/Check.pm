@@ -21,6 +21,7 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 use Time::HiRes ();
+use WorkerManager::SingletonCheck ();
 
 our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
                  lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one ghost_starts
@@ -1070,6 +1071,10 @@ sub checker_ok {
                    map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(killed min)) }) if $o{lock} // 1;
     $ok &= $part->(invariants => sub { invariants_ok($n, name => "${l}run invariants hold", since => $o{since},
                          map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(grace exit_hook)) });
+    # where the node ran singletons recorded by wm_test.lua's sj()
+    $ok &= $part->(singletons => sub { WorkerManager::SingletonCheck::singletons_ok($n, since => $o{since},
+                         name => "${l}singletons: one holder at a time, tokens increasing, stops in order") })
+        if $n->grep_log(qr/\bWMSJ-ENTER /, since => $o{since});
     return $ok;
 }
 
@@ -1088,6 +1093,7 @@ sub checker_errors {
     my ($inv, $notes) = invariant_errors($n, since => $o{since}, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(grace exit_hook));
     $r{invariants} = $inv;
     $r{notes} = $notes;
+    $r{singletons} = [ WorkerManager::SingletonCheck::singleton_errors($n, since => $o{since}) ];
     return \%r;
 }
 

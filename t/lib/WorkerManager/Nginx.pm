@@ -615,6 +615,30 @@ sub get {
     return wantarray ? ($code // 0, $body // '') : ($code // 0);
 }
 
+# GET $path until each of the node's current workers answered; returns
+# { pid => body }. The location must answer with its worker's pid first.
+# Connections reach a worker the kernel picks: give the server a second
+# listen with reuseport (listen_extra => ["127.0.0.1:<port> reuseport"]) and
+# pass its port, so that it spreads them.
+sub get_each_worker {
+    my ($self, $path, %o) = @_;
+    my %want = map { $_ => 1 } $self->worker_pids;
+    my %got;
+    my $t0 = time;
+    while (grep { !exists $got{$_} } keys %want) {
+        my ($code, $body) = $self->get($path, %o);
+        if ($code == 200 && $body =~ /^(\d+)\b/) {
+            $got{$1} = $body;
+        }
+        if (time - $t0 > $TIMEOUT) {
+            $self->_fail_dump("timed out after ${TIMEOUT}s asking every worker for $path; answered: "
+                              . join(' ', sort keys %got) . '; workers: ' . join(' ', sort keys %want));
+            last;
+        }
+    }
+    return \%got;
+}
+
 # Send a GET and return the socket without reading (see finish()).
 sub get_async {
     my ($self, $path, %o) = @_;
