@@ -51,13 +51,17 @@ local FAST_STOP_STEP = 0.01
 local node
 local worker_hooked = false
 local worker
-local function check_phase(fn, phase, directive)
+--- `level`: where the error is reported, counted from here (3: the caller of the function that checks).
+local function check_phase(fn, phase, directive, level)
+    if level == nil then
+        level = 3
+    end
     if inside() then
-        error(fn .. " must not be called from inside a callback of resty.worker.manager", 3)
+        error(fn .. " must not be called from inside a callback of resty.worker.manager", level)
     end
     local current = get_phase()
     if current ~= phase then
-        error(((((fn .. " must be called from ") .. directive) .. ", not in phase '") .. current) .. "'", 3)
+        error(((((fn .. " must be called from ") .. directive) .. ", not in phase '") .. current) .. "'", level)
     end
 end
 local function check_callback(name, cb)
@@ -874,19 +878,19 @@ local function exit_reason()
     return ____temp_4
 end
 --- Checks a singleton's name: part of shm keys and log lines.
-local function check_name(fn, name)
+local function check_name(fn, name, level)
     if type(name) ~= "string" or name == "" or #name > MAX_NAME or (string.find(name, "%c")) ~= nil then
         error(
             ((((fn .. ": name must be a non-empty string of at most ") .. tostring(MAX_NAME)) .. " bytes without control ") .. "characters, got ") .. describe(name),
-            3
+            level
         )
     end
     return name
 end
---- What singleton() and every() check first: phase, order, name.
+--- What singleton() and every() check first: phase, order, name (errors at their caller's line).
 local function check_registration(fn, name)
-    check_phase(fn, "init_worker", "init_worker_by_lua*")
-    local checked = check_name(fn, name)
+    check_phase(fn, "init_worker", "init_worker_by_lua*", 4)
+    local checked = check_name(fn, name, 4)
     if not worker_hooked then
         error(fn .. " needs on_init_worker_by_lua in init_worker_by_lua* first", 3)
     end
@@ -961,7 +965,7 @@ end
 --- Whether this worker holds the singleton `name` now, and the holding's
 -- token; false (and nil) otherwise. Any phase after init_worker.
 local function holds(name)
-    check_name("holds", name)
+    check_name("holds", name, 3)
     return singletons.holds(name)
 end
 --- The node's current view: generations with their workers, the newest

@@ -102,16 +102,17 @@ let node: Node | undefined;
 let worker_hooked = false;
 let worker: Worker | undefined;
 
-function check_phase(fn: string, phase: NgxPhase, directive: string): void {
+/** `level`: where the error is reported, counted from here (3: the caller of the function that checks). */
+function check_phase(fn: string, phase: NgxPhase, directive: string, level = 3): void {
     if (inside()) {
         // Its own work is under way in the callback's caller, which holds
         // the node lock: run again from here it would nest inside that
         // work and free the lock under it.
-        error(fn + " must not be called from inside a callback of resty.worker.manager", 3);
+        error(fn + " must not be called from inside a callback of resty.worker.manager", level);
     }
     const current = get_phase();
     if (current !== phase) {
-        error(fn + " must be called from " + directive + ", not in phase '" + current + "'", 3);
+        error(fn + " must be called from " + directive + ", not in phase '" + current + "'", level);
     }
 }
 
@@ -643,19 +644,19 @@ function exit_reason(): ExitReason | undefined {
 }
 
 /** Checks a singleton's name: part of shm keys and log lines. */
-function check_name(fn: string, name: unknown): string {
+function check_name(fn: string, name: unknown, level: number): string {
     if (typeof name !== "string" || name === "" || name.length > MAX_NAME
         || string.find(name, "%c")[0] !== undefined) {
         error(fn + ": name must be a non-empty string of at most " + MAX_NAME + " bytes without control "
-              + "characters, got " + describe(name), 3);
+              + "characters, got " + describe(name), level);
     }
     return name;
 }
 
-/** What singleton() and every() check first: phase, order, name. */
+/** What singleton() and every() check first: phase, order, name (errors at their caller's line). */
 function check_registration(fn: string, name: unknown): string {
-    check_phase(fn, "init_worker", "init_worker_by_lua*");
-    const checked = check_name(fn, name);
+    check_phase(fn, "init_worker", "init_worker_by_lua*", 4);
+    const checked = check_name(fn, name, 4);
     if (!worker_hooked) {
         error(fn + " needs on_init_worker_by_lua in init_worker_by_lua* first", 3);
     }
@@ -713,7 +714,7 @@ function every(name: string, interval: number, fn: SingletonFn): true {
  * token; false (and nil) otherwise. Any phase after init_worker.
  */
 function holds(name: string): LuaMultiReturn<[true, number] | [false, undefined]> {
-    check_name("holds", name);
+    check_name("holds", name, 3);
     return singletons.holds(name) as LuaMultiReturn<[true, number] | [false, undefined]>;
 }
 

@@ -4,10 +4,11 @@ package WorkerManager::SingletonCheck;
 # sj()/job() recorders, the module's own lines about singletons, and
 # nginx's lines about reaped workers.
 #
-#   one holder   a start (or an every() job's first run) of a name begins
-#                only after the previous holding ended: its stop returned,
-#                or the module freed it (its holder crashed, stopped beating,
-#                or was found gone), or its holder's process was reaped
+#   one holder   a start of a name begins only after the previous holding
+#                ended: its stop returned, or the module freed it (its
+#                holder crashed, stopped beating, or was found gone), or its
+#                holder's process was reaped (an every() job has no stop: its
+#                holdings show as runs, checked below)
 #   tokens       strictly increasing per name over a node lifetime
 #   stops        of the current holding, in its holder, with a valid reason;
 #                "lost" only for a holding freed while its holder stopped
@@ -106,10 +107,11 @@ sub singleton_errors {
         my $begins = $e->{edge} eq 'ENTER' && ($e->{kind} eq 'start' || ($e->{kind} eq 'fn' && !$s->{holdings}{$token}));
         if ($begins) {
             push @err, "$str: token $token is not above the name's last token $s->{last}" if $token <= $s->{last};
-            # every earlier holding has ended
+            # every earlier holding has ended (an every() job has no stop to
+            # show it: for those, its runs must not overlap, see fn below)
             for my $t (sort { $a <=> $b } keys %{ $s->{holdings} }) {
                 my $h = $s->{holdings}{$t};
-                next if $h->{ended} || $h->{freed} || defined $dead{ $h->{pid} };
+                next if $h->{ended} || $h->{freed} || $h->{every} || defined $dead{ $h->{pid} };
                 push @err, "$str: begins while token $t of pid $h->{pid} is held (its stop did not return, "
                          . "nobody freed it, its process was not reaped)";
                 $h->{ended} = 'overlapped';
@@ -117,7 +119,7 @@ sub singleton_errors {
             push @err, "$str: begins after the job was stopped for a stop of the node (" . _str($s->{stopped}) . ')'
                 if $s->{stopped};
             $s->{last} = $token if $token > $s->{last};
-            $s->{holdings}{$token} = { pid => $pid, token => $token };
+            $s->{holdings}{$token} = { pid => $pid, token => $token, every => $e->{kind} eq 'fn' };
         }
         my $h = $s->{holdings}{$token};
         if (!$h) {

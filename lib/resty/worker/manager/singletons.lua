@@ -1,6 +1,6 @@
 --[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
 local ____exports = {}
-local on_error, call, is_lost, stop_now, check_lost, after_busy, arm_fn, run_fn, on_fn_timer, ERR, NOTICE, now, update_time, timer_at, traceback, jobs, me, exiting
+local on_error, call, is_lost, stop_now, check_lost, after_busy, arm_fn, run_fn, on_fn_timer, ERR, NOTICE, now, update_time, timer_at, worker_exiting, traceback, jobs, me, exiting
 local holding = require("resty.worker.manager.holding")
 local registry = require("resty.worker.manager.registry")
 local lock = require("resty.worker.manager.lock")
@@ -145,7 +145,7 @@ function run_fn(job, token)
     job.started = true
     call("fn", job, token, fn)
     after_busy(job)
-    if job.token == token and not job.stopping and not exiting then
+    if job.token == token and not job.stopping and not exiting and not worker_exiting() then
         arm_fn(job, token, began)
     end
 end
@@ -166,6 +166,7 @@ update_time = ngx.update_time
 local sleep = ngx.sleep
 timer_at = ngx.timer.at
 local timer_every = ngx.timer.every
+worker_exiting = ngx.worker.exiting
 traceback = debug.traceback
 --- Seconds between two looks at the epoch: how soon a freed job is taken up.
 local WATCH = 0.01

@@ -27,6 +27,7 @@ const update_time = ngx.update_time;
 const sleep = ngx.sleep;
 const timer_at = ngx.timer.at;
 const timer_every = ngx.timer.every;
+const worker_exiting = ngx.worker.exiting;
 const traceback = debug.traceback;
 
 /** Seconds between two looks at the epoch: how soon a freed job is taken up. */
@@ -241,7 +242,8 @@ function run_fn(job: Job, token: number): void {
     job.started = true;
     call("fn", job, token, fn as SingletonStop);
     after_busy(job);
-    if (job.token === token && !job.stopping && !exiting) {
+    // (nginx refuses new timers once the worker exits; its exit stops the job)
+    if (job.token === token && !job.stopping && !exiting && !worker_exiting()) {
         arm_fn(job, token, began);
     }
 }
