@@ -59,6 +59,8 @@ like($lua, qr/manager\.on_init_by_lua\(/, 'dot calls');
 isnt($rc, 0, 'a plain function passed as a callback does not compile');
 like($out, qr/shifted\.ts\(\d+,\d+\): error TSTL: Unable to convert function with a 'this' parameter to function 'master_start' with no 'this'/,
      '... TypeScriptToLua names the callback') or diag $out;
+like($out, qr/singleton\.ts\(\d+,\d+\): error TSTL: Unable to convert function with a 'this' parameter to function 'job\.start' with no 'this'/,
+     '... and a plain function as a singleton\'s start') or diag $out;
 
 # --- on a real nginx
 system("chmod -R a+rX '$tmp'");
@@ -67,7 +69,7 @@ my $n = WorkerManager::Nginx->new(
     http_extra  => 'lua_shared_dict app 1m;',
     shm         => 'wm',
     init        => qq{        package.path = "$proj/out/?.lua;" .. package.path\n        require("node").init()\n},
-    init_worker => qq{        require("node").init_worker()\n},
+    init_worker => qq{        require("node").init_worker()\n        require("node").singletons()\n},
     exit_worker => 'require("node").exit_worker()',
     # (what t/consumer/src/node.ts passes, for the checker: interval, failed, on_crash)
     opts        => '{ shm = "wm", interval = 1, failed = 2, on_crash = <set> }',
@@ -92,6 +94,12 @@ is($ws[0]{types}, 'string,nil,number,nil', '... with those Lua types');
 cb_is((select_cbs(\@c, event => 'crash'))[0], ["2-$victim->{pid}", 0, 2, 'nil'], 'crash("2-<pid>", 0, 2, nil)');
 cb_is((select_cbs(\@c, event => 'master_exit', gen => 2))[0], [2, 0, 0, 'nil'], 'master_exit(2, 0, 0, nil)');
 is(scalar $n->grep_log(qr/warm up, premature: false/), 1, "the recipe's warm-up ran once, in the node's first worker");
+my @sj = map { $_->{text} } $n->grep_log(qr/WMSJ-ENTER /);
+like($sj[0] // '', qr/WMSJ-ENTER (?:start name=job|fn name=tick) token=1 pid=\d+ phase=timer reason=nil held=true:1 types=string,number,nil/,
+     'the singleton callbacks get (name, token): nothing shifted');
+ok((grep { /WMSJ-ENTER stop name=job token=1 .* reason=reload held=true:1 types=string,number,string/ } @sj),
+   'stop(name, token, "reload") on the reload');
+ok((grep { /WMSJ-ENTER start name=job token=2 / } @sj), 'the job moves: start(name, 2)');
 checker_ok($n, label => 'consumer', on_crash => 1, complete => 1, lock => 0);
 no_errors_ok($n, 'no warn or error lines but the kill and its report', qr/exited on signal 9/, qr/\b2-$victim->{pid}\b/);
 

@@ -26,4 +26,26 @@ function node_goes_on(this: void): boolean {
     return reason === "replace" || reason === "reload";
 }
 
-export { declared, implemented, node_goes_on };
+// Singletons: a job with start and stop, a periodic one, and holds() as
+// a fencing token.
+export function singletons(): void {
+    manager.singleton("cache-warmer", {
+        start: (name, token) => ngx.log(ngx.NOTICE, name, " held with token ", token),
+        stop: (name, token, reason: manager.StopReason) => ngx.log(ngx.NOTICE, name, " ", token, " ", reason),
+    });
+    manager.singleton("no-stop", { start: (name, token) => ngx.log(ngx.NOTICE, name, token) });
+    manager.every("cleanup", 60, (name, token) => ngx.log(ngx.NOTICE, name, token));
+}
+
+function fencing_token(this: void): number | undefined {
+    const [held, token] = manager.holds("cache-warmer");
+    return held ? token : undefined;
+}
+
+function holder_of(this: void, name: string): string | undefined {
+    const [st] = manager.status();
+    const found = st?.singletons.find((s) => s.name === name);
+    return found?.holder;
+}
+
+export { declared, implemented, node_goes_on, fencing_token, holder_of };

@@ -45,6 +45,32 @@ export function init_worker(this: void): void {
     );
 }
 
+// A singleton and a periodic one, with the README's recipe shape: the
+// callbacks as arrow functions (or `this: void` functions)
+function sj(edge: string, kind: string, name: string, token: number, reason?: manager.StopReason): void {
+    const [held, held_token] = manager.holds(name);
+    ngx.log(ngx.WARN, "WMSJ-", edge, " ", kind, " name=", name, " token=", token, " pid=", ngx.worker.pid(),
+            " phase=", ngx.get_phase(), " reason=", tostring(reason), " held=", tostring(held), ":",
+            tostring(held_token), " types=", type(name), ",", type(token), ",", type(reason));
+}
+
+export function singletons(this: void): void {
+    manager.singleton("job", {
+        start: (name, token) => {
+            sj("ENTER", "start", name, token);
+            sj("LEAVE", "start", name, token);
+        },
+        stop: (name, token, reason) => {
+            sj("ENTER", "stop", name, token, reason);
+            sj("LEAVE", "stop", name, token, reason);
+        },
+    });
+    manager.every("tick", 0.5, (name, token) => {
+        sj("ENTER", "fn", name, token);
+        sj("LEAVE", "fn", name, token);
+    });
+}
+
 export function exit_worker(this: void): void {
     manager.on_exit_worker_by_lua();
 }
