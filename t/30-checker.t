@@ -449,6 +449,79 @@ my $NOCOUNT = "[worker-manager] worker 2-104 could not be counted (no room for i
            { lifecycle => qr/master_start\(1, nil, 0, nil\).*: master_start twice for gen 1/ });
 }
 
+# ---- singletons (WorkerManager::SingletonCheck): a clean run passes, and
+# each broken variant is caught
+{
+    use WorkerManager::SingletonCheck;
+    # [sj => edge, kind, name, token, pid, reason, held] as wm_test.lua's sj() logs it
+    my $sj = sub {
+        my ($edge, $kind, $name, $token, $pid, $reason, $held) = @_;
+        return [w => $pid, sprintf('WMSJ-%s %s name=%s token=%d pid=%d phase=timer reason=%s held=%s t=%d.000000',
+                                   $edge, $kind, $name, $token, $pid, $reason // 'nil', $held // "true:$token", $T0), 'warn'];
+    };
+    my @clean = (clean_run());
+    # job held by 101, then moved to 103 on the reload (stop before start)
+    splice @clean, at(\@clean, 'worker_start', '1-102') + 1, 0,
+        $sj->(qw(ENTER start job 1 101)), $sj->(qw(LEAVE start job 1 101)),
+        $sj->(qw(ENTER fn tick 1 101)), $sj->(qw(LEAVE fn tick 1 101));
+    splice @clean, at(\@clean, 'worker_start', '2-104') + 1, 0,
+        $sj->(qw(ENTER stop job 1 101 reload)), $sj->(qw(LEAVE stop job 1 101)),
+        $sj->(qw(ENTER start job 2 103)), $sj->(qw(LEAVE start job 2 103)),
+        $sj->(qw(ENTER fn tick 2 104)), $sj->(qw(LEAVE fn tick 2 104));
+    splice @clean, at(\@clean, 'worker_exit', '2-103'), 0,
+        $sj->(qw(ENTER stop job 2 103 stop)), $sj->(qw(LEAVE stop job 2 103));
+    is_deeply([ singleton_errors(write_log(@clean)) ], [], 'singletons: a clean run passes');
+
+    my $broken = sub {
+        my ($label, $edit, $want) = @_;
+        my @steps = @clean;
+        $edit->(\@steps);
+        my @err = singleton_errors(write_log(@steps));
+        ok((grep { $_ =~ $want } @err), "singletons: $label is caught") or diag join "\n", @err;
+    };
+    my $find = sub {
+        my ($steps, $re) = @_;
+        for my $i (0 .. $#$steps) { return $i if ($steps->[$i][2] // '') =~ $re }
+        die "no step $re";
+    };
+    $broken->('a start before the stop returned', sub {
+        my $s = shift;
+        my $leave = splice @$s, $find->($s, qr/WMSJ-LEAVE stop name=job token=1 /), 1;
+        splice @$s, $find->($s, qr/WMSJ-LEAVE start name=job token=2 /) + 1, 0, $leave;
+    }, qr/ENTER start name=job token=2 pid=103: begins while token 1 of pid 101 is held/);
+    $broken->('a token that does not grow', sub {
+        my $s = shift;
+        $s->[ $find->($s, qr/WMSJ-ENTER start name=job token=2 /) ] = $sj->(qw(ENTER start job 1 103));
+    }, qr/token 1 is not above the name's last token 1/);
+    $broken->('a lost stop of a holding not freed for a stall', sub {
+        my $s = shift;
+        $s->[ $find->($s, qr/WMSJ-ENTER stop name=job token=1 /) ] = $sj->('ENTER', 'stop', 'job', 1, 101, 'lost', 'false:nil');
+    }, qr/lost, but the holding was not freed for a stall first/);
+    $broken->('a stop where holds() was false', sub {
+        my $s = shift;
+        $s->[ $find->($s, qr/WMSJ-ENTER stop name=job token=1 /) ] = $sj->('ENTER', 'stop', 'job', 1, 101, 'reload', 'false:nil');
+    }, qr/holds\(\) said false:nil, not true:1/);
+    $broken->('overlapping runs of every()', sub {
+        my $s = shift;
+        my $leave = splice @$s, $find->($s, qr/WMSJ-LEAVE fn name=tick token=1 /), 1;
+        splice @$s, $find->($s, qr/WMSJ-ENTER fn name=tick token=2 /) + 1, 0, $leave;
+    }, qr/ENTER fn name=tick token=2 pid=104: runs while the run of .* token=1 pid=101 has not returned/);
+    $broken->('a start after the stop of the node', sub {
+        my $s = shift;
+        splice @$s, $find->($s, qr/WMSJ-LEAVE stop name=job token=2 /) + 1, 0,
+            $sj->(qw(ENTER start job 3 104)), $sj->(qw(LEAVE start job 3 104));
+    }, qr/begins after the job was stopped for a stop of the node/);
+    $broken->('a stop with an unknown reason', sub {
+        my $s = shift;
+        $s->[ $find->($s, qr/WMSJ-ENTER stop name=job token=1 /) ] = $sj->(qw(ENTER stop job 1 101 moved));
+    }, qr/stop with reason moved/);
+    # a holder freed (it crashed) may be followed at once
+    my @freed = @clean;
+    my $i = $find->(\@freed, qr/WMSJ-ENTER stop name=job token=1 /);
+    splice @freed, $i, 2, [w => 102, "[lua] liveness.lua:1: free_singletons(): [worker-manager] singleton 'job' (token 1) of worker 1-101 is free again: its holder crashed"];
+    is_deeply([ singleton_errors(write_log(@freed)) ], [], 'singletons: a start after the module freed a dead holder passes');
+}
+
 # ---- warn+ lines (no_errors_ok): the test's markers are left out, anything
 # else is reported unless the suite allows it
 {
