@@ -6,12 +6,14 @@
 # (a listen port taken), workers recycled by a signal sent to them (QUIT or
 # TERM, one or all at once), binary upgrades rolled back (USR2, WINCH, then
 # HUP to the old master or QUIT to the new one), WINCH followed by a HUP,
-# idle spells, and stops (QUIT or TERM) followed by a restart or a fresh
-# node.  After each event nginx must answer GET /ping (and /status on a node
+# workers stalled past interval + failed (SIGSTOP, then SIGCONT), idle spells, and stops (QUIT or TERM) followed by a restart or a fresh
+# node.  Every node runs singletons (a job whose start and stop take a
+# while, a periodic one, and a few plain ones), so every event moves them
+# too.  After each event nginx must answer GET /ping (and /status on a node
 # with the code cache off).  When a node lifetime ends, the invariant
 # checker (WorkerManager::Check::checker_errors: lifecycle, exact model,
-# lock, run invariants) runs on that lifetime's log, and on the log of every
-# new binary that came and went in it.
+# lock, run invariants, and the singletons' one-holder rule) runs on that
+# lifetime's log, and on the log of every new binary that came and went in it.
 #
 #   perl t/soak/soak.pl [--duration 600] [--seed N] [--min-workers 2] [--max-workers 4]
 #                       [--shm-size 1m] [--verbose]
@@ -64,6 +66,13 @@ $tb->todo_output(\my $tap_todo);
 die "lib/ is not built: run make build\n" unless -f "$WorkerManager::Nginx::REPO/lib/resty/worker/manager.lua";
 
 my $OPTS = '{ shm = "wm", interval = 1, failed = 2, on_crash = wm.rec("crash") }';
+# the singletons of every node: a job whose start and stop yield a moment
+# (a handover that did not wait for the stop would show), a periodic one
+# whose runs take a moment, and a few plain ones
+my $SINGLETONS = 'local m = require("resty.worker.manager")
+        m.singleton("job", wm.job({ start = { sleep = 0.05 }, stop = { sleep = 0.05 } }))
+        m.every("tick", 0.3, wm.sj("fn", { sleep = 0.05 }))
+        for i = 1, 5 do m.singleton("plain" .. i, wm.job()) end';
 # a request whose init_by_lua re-run (lua_code_cache off) must not count
 my $STATUS = <<'NGX';
         location = /status {
@@ -228,7 +237,7 @@ sub failed_reload {
 sub event {
     my ($n) = @_;
     my $e = pick(reload => 30, burst => 8, crash => 20, 'crash in reload' => 8, failed => 5, idle => 10,
-                 recycle => 12, rollback => 3, winch => 2);
+                 recycle => 12, rollback => 3, winch => 2, stall => 4);
     if ($e eq 'reload') {
         $n->signal('HUP');
         $ev{'reloads (HUP)'}++;
@@ -256,11 +265,28 @@ sub event {
         push @{ $n->{soak_new_binaries} }, $new if $new;
     } elsif ($e eq 'winch') {
         winch_then_hup($n);
+    } elsif ($e eq 'stall') {
+        stall($n);
     } else {
         $ev{'idle spells (heartbeats only)'}++;
         sleep 0.5 + rand 1.5;
     }
     serves($n, $e);
+}
+
+# SIGSTOP of a worker for longer than interval + failed (it is dropped, and
+# loses its singletons), then SIGCONT (it is counted again, its lost
+# singletons stop first)
+sub stall {
+    my ($n) = @_;
+    my @w = $n->worker_pids;
+    return unless @w;
+    my $victim = $w[ int rand @w ];
+    kill 'STOP', $victim or return;
+    $fault{'stalls (SIGSTOP 3.5 s, then SIGCONT)'}++;
+    sleep 3.5;
+    kill 'CONT', $victim;
+    sleep 0.5 + rand 1;
 }
 
 # stop the node: QUIT, TERM, or QUIT with a kill -9 during the stop
@@ -314,7 +340,12 @@ sub check_lifetime {
     $seen{'lock intervals checked'} += $r->{intervals};
     $seen{"notes: generation ended, nobody left to notice"} += @{ $r->{notes} };
     my $bad = 0;
-    for my $part (qw(lifecycle model lock invariants)) {
+    $seen{'singleton starts'} += $n->grep_log(qr/WMSJ-ENTER start /, since => $since);
+    $seen{'singleton stops'} += $n->grep_log(qr/WMSJ-ENTER stop /, since => $since);
+    $seen{"singleton stops for \"$_\""} += $n->grep_log(qr/WMSJ-ENTER stop .* reason=$_ /, since => $since)
+        for qw(reload stop exit lost);
+    $seen{'singleton runs (every)'} += $n->grep_log(qr/WMSJ-ENTER fn /, since => $since);
+    for my $part (qw(lifecycle model lock invariants singletons)) {
         my @e = @{ $r->{$part} };
         next unless @e;
         $bad++;
@@ -327,7 +358,7 @@ sub check_lifetime {
         my $rn = checker_errors($w, complete => 1);
         $seen{callbacks} += () = $w->callbacks;
         $seen{'new binaries checked, each as a node of its own'}++;
-        for my $part (qw(lifecycle model lock invariants)) {
+        for my $part (qw(lifecycle model lock invariants singletons)) {
             my @e = @{ $rn->{$part} };
             next unless @e;
             $bad++;
@@ -353,6 +384,7 @@ while (time < $END) {
         my $w = $opt{'min-workers'} + int rand($opt{'max-workers'} - $opt{'min-workers'} + 1);
         my $no_cache = rand() < 0.2;
         $n = WorkerManager::Nginx->new(workers => $w, exit_hook => 1, opts => $OPTS, shm_size => $opt{'shm-size'},
+                                       init_worker_after => $SINGLETONS,
                                        $no_cache ? (http_extra => 'lua_code_cache off;', server_extra => $STATUS) : ());
         $n->{soak_no_cache} = $no_cache;
         $ev{'nodes (fresh shm)'}++;
@@ -408,14 +440,15 @@ push @rows, ['events', 'node lifetimes', $lifetimes];
 push @rows, ['events', $_, $ev{$_}] for sort keys %ev;
 push @rows, ['faults', $_, $fault{$_}] for sort keys %fault;
 push @rows, ['seen', $_, $seen{$_} // 0] for sort keys %seen;
-push @rows, ['checks', 'lifetimes checked (lifecycle, exact model, lock, run invariants)', $lifetimes];
+push @rows, ['checks', 'lifetimes checked (lifecycle, exact model, lock, run invariants, singletons)', $lifetimes];
 my %what = (lifecycle => 'lifecycle (lifetimes with findings)', model => 'exact model (lifetimes with findings)',
             lock => 'lock (lifetimes with findings)', invariants => 'run invariants (lifetimes with findings)',
+            singletons => 'singletons: one holder (lifetimes with findings)',
             serve => 'GET /ping failed twice', stop => 'node did not stop in 45 s',
             stall => 'master blocked >= 20 s in a reload', frozen => 'node frozen (master on a dead holder\'s shm mutex)',
             harness => 'start failed / driver error');
 push @rows, ['violations', $what{$_} . ($nfind{$_} && $nfind{$_} != $viol{$_} ? ", $nfind{$_} findings" : ''), $viol{$_} // 0]
-    for qw(lifecycle model lock invariants serve stall frozen stop harness);
+    for qw(lifecycle model lock invariants singletons serve stall frozen stop harness);
 push @rows, ['violations', 'total', $total_viol];
 my $w1 = 10;
 my $w2 = 0;
