@@ -214,6 +214,12 @@ sub kv {
 sub row_of {
     my $e = shift;
     my $text = $e->{text};
+    if ($text =~ /\bdemo: singleton_(start|stop) (name=.*)\z/s) {
+        my %h = (kind => 'job', event => "singleton_$1", kv($2), run => $RUN);
+        ($h{line} = "event=singleton_$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
+        $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
+        return \%h;
+    }
     if ($text =~ /\bdemo: (\w+) (id=.*)\z/s) {
         my %h = (kind => 'cb', event => $1, kv($2), run => $RUN);
         ($h{line} = "event=$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
@@ -250,6 +256,12 @@ sub print_row {
             : sprintf('worker %s (slot %s)', $r->{pid} // '?', $r->{slot} // '?');
         printf "  %s  %-12s  %-10s  %-6s  %-6s  %-6s  %s\n", $t, $r->{event}, $r->{id},
             $r->{n_prev} // '?', $r->{n_mine} // '?', $r->{n_next} // '?', $where;
+    } elsif ($r->{kind} eq 'job') {
+        # a singleton's start or stop: its name and token, and the stop's reason
+        (my $what = $r->{event}) =~ s/^singleton_/job /;
+        printf "  %s  %-12s  %-10s  %-22s  %s\n", $t, $what, "$r->{name} #$r->{token}",
+            $r->{reason} eq 'nil' ? '' : "reason \"$r->{reason}\"",
+            sprintf('worker %s (slot %s)', $r->{pid} // '?', $r->{slot} // '?');
     } else {
         printf "  %s  %-12s  %s\n", $t, $r->{event}, wrap($r->{msg}, $MSG_COL);
     }
@@ -275,7 +287,7 @@ sub pump {
         $last_t = $r->{t};
         print_row($r);
         push @ROWS, $r;
-        push @EV, $r if $r->{kind} eq 'cb';
+        push @EV, $r if $r->{kind} eq 'cb' || $r->{kind} eq 'job';
     }
     return scalar @rows;
 }
@@ -338,6 +350,10 @@ sub show_status {
         $line .= ', stalled ' . join(' ', @{ $g->{stalled} }) if @{ $g->{stalled} || [] };
         push @lines, $line;
     }
+    for my $j (@{ $st->{singletons} || [] }) {
+        push @lines, "singleton $j->{name}: " . ($j->{holder} ? "held by $j->{holder}, token $j->{token}"
+                                                               : "free (last token $j->{token})");
+    }
     print "\n  status()  ", join("\n$pad", @lines), "\n";
 }
 
@@ -366,10 +382,12 @@ sub tour {
 
     step(1, $total, 'start nginx with 2 workers',
          'master_start runs in the master (generation 1; n_prev nil: a fresh start), then each worker '
-       . 'runs worker_start and counts itself: n_mine 1, then 2.');
+       . 'runs worker_start and counts itself: n_mine 1, then 2. One of them starts the singleton job '
+       . '"reporter", token 1.');
     $PORT = start_nginx();
     header();
-    follow('generation 1 to start', sub { evs(event => 'master_start', id => 1) && evs(event => 'worker_start', gen => 1) >= $WORKERS });
+    follow('generation 1 to start', sub { evs(event => 'master_start', id => 1) && evs(event => 'worker_start', gen => 1) >= $WORKERS
+                                          && evs(event => 'singleton_start', token => 1) });
     show_status();
 
     step(2, $total, 'a request: GET /',
@@ -388,26 +406,31 @@ sub tour {
 
     step(3, $total, "reload: kill -HUP $MASTER",
          'Generation 2 starts beside generation 1 (its master_start sees n_prev=2: the old workers still run). '
-       . 'Then the old workers exit with a number in n_next (a reload, not a stop); the last one runs master_exit 1.');
+       . 'The singleton moves to it: the old holder\'s stop (reason "reload") returns, then a worker of '
+       . 'generation 2 starts it, token 2. Then the old workers exit with a number in n_next (a reload, not '
+       . 'a stop); the last one runs master_exit 1.');
     header();
     send_signal('HUP');
     follow('generation 2 to start and generation 1 to exit', sub {
         evs(event => 'master_start', id => 2) && evs(event => 'worker_start', gen => 2) >= $WORKERS
-            && evs(event => 'master_exit', id => 1) });
+            && evs(event => 'master_exit', id => 1) && evs(event => 'singleton_start', token => 2) });
     show_status();
 
-    my ($victim) = grep { $n->alive($_) } map { $_->{wpid} } evs(event => 'worker_start', gen => 2);
-    die "no live worker of generation 2 to kill\n" unless $victim;
-    step(4, $total, "kill -9 $victim (worker 2-$victim)",
-         'A killed worker runs no Lua, so no exit callback. nginx respawns its slot; the new worker\'s '
-       . "worker_start still counts the dead one (n_mine=3 with 2 workers; n_prev=0, not nil: older "
-       . 'generations existed), then the module drops it (the ERR line) and calls on_crash.');
+    # the worker that holds the singleton now
+    my ($victim) = grep { $n->alive($_) } map { $_->{pid} } (evs(event => 'singleton_start'))[-1];
+    die "no live holder of the singleton to kill\n" unless $victim;
+    step(4, $total, "kill -9 $victim (worker 2-$victim, the singleton's holder)",
+         'A killed worker runs no Lua, so no exit callback and no stop of its job. nginx respawns its slot; the '
+       . "new worker's worker_start still counts the dead one (n_mine=3 with 2 workers; n_prev=0, not nil: "
+       . 'older generations existed), then the module drops it (the ERR line), calls on_crash, and the '
+       . 'singleton starts again (token 3), in the respawn or the other worker.');
     header();
     send_signal('KILL', $victim);
     follow("the respawn and the crash report for 2-$victim", sub {
         (grep { $_->{wpid} != $victim } evs(event => 'worker_start', gen => 2)) >= $WORKERS
             && evs(event => 'crash', id => "2-$victim")
-            && grep { $_->{kind} eq 'log' && $_->{msg} =~ /\b2-$victim\b/ } @ROWS });
+            && grep({ $_->{kind} eq 'log' && $_->{msg} =~ /\b2-$victim\b/ } @ROWS)
+            && evs(event => 'singleton_start', token => 3) });
     show_status();
 
     step(5, $total, "two reloads in a row: kill -HUP $MASTER; kill -HUP $MASTER",
@@ -419,15 +442,19 @@ sub tour {
     send_signal('HUP');
     follow('master_start 3', sub { evs(event => 'master_start', id => 3) }, settle => 0);
     send_signal('HUP');
+    my %gen4;
     follow('generations 3 and 4 to start and generations 2 and 3 to exit', sub {
+        %gen4 = map { $_->{wpid} => 1 } evs(event => 'worker_start', gen => 4);
         evs(event => 'master_start', id => 4) && evs(event => 'worker_start', gen => 3) >= $WORKERS
-            && evs(event => 'worker_start', gen => 4) >= $WORKERS
-            && evs(event => 'master_exit', id => 2) && evs(event => 'master_exit', id => 3) });
+            && keys(%gen4) >= $WORKERS
+            && evs(event => 'master_exit', id => 2) && evs(event => 'master_exit', id => 3)
+            && grep { $gen4{ $_->{pid} } } evs(event => 'singleton_start') });
     show_status();
 
     step(6, $total, "graceful stop: kill -QUIT $MASTER",
-         'Each worker of generation 4 exits with n_next=nil (no newer generation: the node is stopping); '
-       . 'the last one runs master_exit 4, also with n_next=nil. Then nginx is gone, and its shm with it.');
+         'The singleton\'s holder runs its stop with reason "stop", and nobody starts it again. Each worker of '
+       . 'generation 4 exits with n_next=nil (no newer generation: the node is stopping); the last one runs '
+       . 'master_exit 4, also with n_next=nil. Then nginx is gone, and its shm with it.');
     header();
     send_signal('QUIT');
     follow('nginx to stop', sub { evs(event => 'master_exit', id => 4) && !$n->alive($MASTER) });
@@ -438,11 +465,13 @@ sub tour {
          'A new node with a new, empty shm: generation 1 again, n_prev nil, exactly like the first start. '
        . 'TERM stops nginx fast: nginx fires no timers then, so each worker\'s exit runs from '
        . 'exit_worker_by_lua (the third hook, phase exit_worker), with n_next=nil and exit_reason() "stop"; '
-       . 'the last one runs master_exit 1.');
+       . 'the last one runs master_exit 1. The singleton starts with token 1 again (a new node), and its '
+       . 'stop runs there too.');
     header();
     $PORT = start_nginx();
     follow('the new node to start', sub {
-        evs(run => 2, event => 'master_start', id => 1) && evs(run => 2, event => 'worker_start', gen => 1) >= $WORKERS });
+        evs(run => 2, event => 'master_start', id => 1) && evs(run => 2, event => 'worker_start', gen => 1) >= $WORKERS
+            && evs(run => 2, event => 'singleton_start', token => 1) });
     send_signal('TERM');
     follow('nginx to stop', sub { evs(run => 2, event => 'master_exit', id => 1) && !$n->alive($MASTER) });
     print "\n  nginx has exited\n";
@@ -464,7 +493,7 @@ sub draw_timeline {
     mkdir $dir if length $dir && !-d $dir;
     my $events = "$PREFIX/timeline.txt";
     open my $fh, '>', $events or die "$events: $!\n";
-    print $fh map { "$_\n" } (map { $_->{line} } grep { $_->{kind} eq 'cb' } @ROWS), @SIGNALS,
+    print $fh map { "$_\n" } (map { $_->{line} } grep { $_->{kind} eq 'cb' || $_->{kind} eq 'job' } @ROWS), @SIGNALS,
                              map { "conf $_" } @CONF_LINES;
     close $fh;
     my $rc = system $luajit, "$FindBin::Bin/demo_timeline.lua", $events, $svg,
@@ -533,6 +562,25 @@ sub verify {
              "the $WORKERS worker exits of generation 4 have n_next nil",
              'got ' . join(' ', map { "($_->{id}, n_next=$_->{n_next})" } @we));
 
+    # the singleton: a start per holding, tokens 1, 2, 3, ... in order; a stop
+    # before each move but the kill; "stop" at the end
+    my ($victim) = ($dead // '') =~ /-(\d+)$/;
+    $victim //= 0;
+    my @js = evs(event => 'singleton_start');
+    my @jt = map { $_->{token} } @js;
+    $check->(@jt >= 4 && join(',', @jt) eq join(',', 1 .. @jt),
+             'the singleton starts with tokens 1, 2, 3, ... (one holding at a time)', 'got tokens ' . join(' ', @jt));
+    my ($after_kill) = grep { $_->{token} == 3 } @js;
+    $check->($after_kill && $after_kill->{pid} != $victim,
+             "after the kill of its holder, token 3 starts in another worker",
+             $after_kill ? "in $after_kill->{pid}" : 'no token 3');
+    my @jstops = evs(event => 'singleton_stop');
+    my @reasons = map { $_->{reason} } @jstops;
+    $check->(@reasons >= 2 && $reasons[-1] eq 'stop' && !grep({ $_ ne 'reload' } @reasons[0 .. $#reasons - 1])
+             && !grep({ $_->{pid} == $victim } @jstops),
+             'its stops: "reload" at each move, "stop" at the end, none in the killed holder',
+             'got ' . join(' ', map { "$_->{reason}($_->{pid})" } @jstops));
+
     # the second run: a restart and a fast stop
     my @ms2 = evs(run => 2, event => 'master_start');
     $check->(@ms2 == 1 && $ms2[0]{id} eq '1' && $ms2[0]{n_prev} eq 'nil',
@@ -543,6 +591,12 @@ sub verify {
                                          || ($_->{reason} // '') ne 'stop' } @we2),
              "the fast stop: $WORKERS worker exits in exit_worker, n_next nil, exit_reason() \"stop\"",
              'got ' . join(' ', map { "($_->{id}, n_next=$_->{n_next}, $_->{phase}, " . ($_->{reason} // 'no reason') . ')' } @we2));
+    my @js2 = evs(run => 2, event => 'singleton_start');
+    my @jstop2 = evs(run => 2, event => 'singleton_stop');
+    $check->(@js2 == 1 && $js2[0]{token} == 1 && @jstop2 == 1 && $jstop2[0]{reason} eq 'stop'
+             && $jstop2[0]{phase} eq 'exit_worker',
+             'after the restart: the singleton starts with token 1, its stop says "stop", in exit_worker',
+             'got ' . join(' ', map { "$_->{event}($_->{token}, $_->{reason}, $_->{phase})" } @js2, @jstop2));
     my @me2 = evs(run => 2, event => 'master_exit');
     $check->(@me2 == 1 && $me2[0]{id} eq '1' && $me2[0]{n_next} eq 'nil',
              'the fast stop: one master_exit 1 with n_next nil',

@@ -5,6 +5,7 @@
 --                    phase it runs in, when it ran and since when its process
 --                    held the node lock (nginx/demo.pl reads these lines); the
 --                    same line goes to the journal for the live timeline
+--   job(kind)        a singleton's start or stop that logs and journals the same way
 --   journal()        the journal so far: those lines, one per callback, in
 --                    the format of nginx/demo_timeline.lua's parse()
 --   json(value)      a tiny JSON encoder for status() (no cjson needed)
@@ -68,6 +69,23 @@ function M.callback(event)
         })
         remember(line)
         ngx.log(ngx.NOTICE, "demo: ", event, " ", line:sub(#"event=" + #event + 2))
+    end
+end
+
+-- job(kind) a singleton's start or stop ("start", "stop") that logs one
+-- line at NOTICE, "demo: singleton_<kind> name=.. token=.. reason=.. ...",
+-- and journals it like the callbacks above
+function M.job(kind)
+    return function(name, token, reason)
+        ngx.update_time()
+        local line = concat({
+            "event=singleton_", kind, " name=", name, " token=", tostring(token),
+            " reason=", tostring(reason), " process=worker pid=", ngx.worker.pid(),
+            " slot=", tostring(ngx.worker.id()), " phase=", ngx.get_phase(),
+            " t=", fmt("%.3f", ngx.now()),
+        })
+        remember(line)
+        ngx.log(ngx.NOTICE, "demo: singleton_", kind, " ", line:sub(#"event=singleton_" + #kind + 2))
     end
 end
 

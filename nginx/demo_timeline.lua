@@ -33,6 +33,9 @@ local BREAK_W = 36       -- the width of such a gap
 local LEAD_IN = GAP / 4  -- drawn to scale before a burst that follows a gap
 local WIDTH = 1150       -- about the width of the drawing, labels included
 
+-- a singleton's holdings
+local GOLD = "#d9a300"
+
 -- generation colours, in turn
 local PALETTE = { "#3b7dd8", "#2a9d6f", "#c7822b", "#8a5cc2", "#c2477a", "#4a9ab0" }
 
@@ -160,7 +163,7 @@ end
 -- Sort the events into runs of the node (a start or restart begins one),
 -- generations and worker lanes.
 local function build_model(events)
-    local runs, gens, workers = {}, {}, {}
+    local runs, gens, workers, by_pid = {}, {}, {}, {}
     local run
     local function gen_of(run_, g)
         local key = run_.n .. ":" .. g
@@ -192,14 +195,27 @@ local function build_model(events)
                 local g = e.id:match("^(%d+)%-")
                 local w = workers[e.id]
                 if not w and g then
-                    w = { id = e.id, pid = e.id:match("%-(%d+)$") }
+                    w = { id = e.id, pid = e.id:match("%-(%d+)$"), jobs = {} }
                     workers[e.id] = w
+                    by_pid[w.pid] = w
                     local gen = gen_of(run, g)
                     gen.workers[#gen.workers + 1] = w
                 end
                 if w then
                     w[e.event] = w[e.event] or e
                     w.slot = w.slot or (e.event == "worker_start" and e.slot) or nil
+                end
+            elseif e.event == "singleton_start" or e.event == "singleton_stop" then
+                -- a singleton's holding, on the lane of the worker that held it
+                local w = by_pid[e.pid]
+                if w and e.event == "singleton_start" then
+                    w.jobs[#w.jobs + 1] = { start = e }
+                elseif w then
+                    for _, j in ipairs(w.jobs) do
+                        if j.start.name == e.name and j.start.token == e.token then
+                            j.stop = e
+                        end
+                    end
                 end
             end
         end
@@ -406,6 +422,30 @@ function M.svg(events, opts)
             esc(fmt("kill -%s %s (the %s) at %s", s.name, s.pid or "?", s.to or "?", rel(s.t))), '</title></g>')
     end
 
+    -- a singleton held by a worker: a gold line under its bar from the
+    -- start to the stop (or the worker's end), a star at each end
+    local function star(e, x, y, filled, tip)
+        add('<path class="mark job singleton_', e.event == "singleton_start" and "start" or "stop",
+            '" data-name="', esc(e.name), '" data-token="', esc(e.token), '" d="M', fmt("%.1f", x), ',', y - 6,
+            ' l2,4.5 l4.5,0.5 l-3.5,3 l1,4.5 l-4,-2.5 l-4,2.5 l1,-4.5 l-3.5,-3 l4.5,-0.5 z" fill="',
+            filled and GOLD or "#fff", '" stroke="', GOLD, '" stroke-width="1.5"><title>', esc(tip), '</title></path>')
+    end
+    local function holding(j, w, y)
+        local s = j.start
+        local t_end = j.stop and j.stop.t or (worker_end(w, kills, now))
+        local x1, x2 = x_of(s.t), x_of(t_end)
+        local ly = y + ROW_H - 3
+        add('<line class="holding" x1="', fmt("%.1f", x1), '" y1="', ly, '" x2="', fmt("%.1f", math.max(x2, x1 + 2)),
+            '" y2="', ly, '" stroke="', GOLD, '" stroke-width="3"/>')
+        star(s, x1, ly, true, fmt("singleton '%s' starts, token %s\nin worker pid %s at %s", s.name, s.token,
+                                   s.pid or "?", rel(s.t)))
+        if j.stop then
+            star(j.stop, x_of(j.stop.t), ly, false, fmt("singleton '%s' stops, token %s, reason \"%s\"\nin "
+                 .. "worker pid %s at %s (phase %s)", j.stop.name, j.stop.token, j.stop.reason or "?",
+                 j.stop.pid or "?", rel(j.stop.t), j.stop.phase or "?"))
+        end
+    end
+
     local lock_row_y = y_of(1)
     for i, row in ipairs(rows) do
         local y = y_of(i)
@@ -455,6 +495,9 @@ function M.svg(events, opts)
             if w.crash then
                 mark(w.crash, y, "cross", "#d33", "found dead and dropped from the counts")
             end
+            for _, j in ipairs(w.jobs) do
+                holding(j, w, y)
+            end
         end
     end
 
@@ -486,6 +529,9 @@ function M.svg(events, opts)
     legend('<path d="M-5,-5 l10,10 m0,-10 l-10,10" stroke="#d33" stroke-width="3"/>', "crash (on_crash)")
     legend('<rect x="-6" y="-6" width="12" height="12" fill="#333"/>', "node lock held")
     legend('<path d="M0,-7 l0,14 M0,-7 l9,4 l-9,4" stroke="#444" fill="#444"/>', "signal sent")
+    legend('<path d="M-8,0 l16,0" stroke="' .. GOLD .. '" stroke-width="3"/><path d="M0,-6 l2,4.5 l4.5,0.5 '
+           .. 'l-3.5,3 l1,4.5 l-4,-2.5 l-4,2.5 l1,-4.5 l-3.5,-3 l4.5,-0.5 z" fill="' .. GOLD .. '"/>',
+           "singleton held (start, stop)")
 
     if #conf > 0 then
         add('<text x="10" y="', conf_y, '" font-weight="bold">the nginx.conf lines behind this run</text>')

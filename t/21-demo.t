@@ -48,6 +48,9 @@ like($out, qr/^\s+[\d.]+  worker_exit   1-\d+ +nil +1 +nil /m, 'timeline: the fa
 like($out, qr/^  the conf lines that make the run:\n    worker_processes 2;\n    lua_shared_dict worker_manager 1m;\n    init_by_lua_block \{\n/m,
      'the tour shows the conf lines that make the run');
 like($out, qr/^  timeline  \Q$logs\E\/timeline\.svg$/m, 'the tour says where its timeline is');
+like($out, qr/^=== \[4\/7\] kill -9 \d+ \(worker 2-\d+, the singleton's holder\) /m, 'step 4 kills the singleton\'s holder');
+like($out, qr/^\s+[\d.]+  job start     reporter #3 +worker \d+ /m, '... and the job starts again, token 3');
+like($out, qr/^\s+[\d.]+  job stop      reporter #\d+  reason "reload" /m, 'timeline: the job\'s stop on a reload');
 
 # nothing left running: no process of the demo's prefix, and the prefix is gone
 my ($prefix) = $out =~ m{-> (\S+)/conf/nginx\.conf$}m;
@@ -105,6 +108,15 @@ if (@saved) {
     is("@signals", 'HUP HUP HUP QUIT KILL TERM', 'the signals the tour sent: HUP, HUP, HUP, QUIT on the master lane, KILL on a worker\'s, TERM');
     like($svg, qr/class="mark cb crash" data-event="crash" data-id="2-\d+"/, 'the crash is marked on the dead worker\'s lane');
     like($svg, qr/xml:space="preserve">init_by_lua_block \{<\/text>/, 'the conf lines are shown');
+    # the singleton's holdings: a line and a star per start, a star per stop
+    my @jstarts = $text =~ /\bdemo: singleton_start name=reporter token=(\d+) /g;
+    my @jstops = $text =~ /\bdemo: singleton_stop name=reporter token=(\d+) /g;
+    ok(@jstarts >= 5, 'the demo\'s singleton started at least 5 times (' . scalar(@jstarts) . ')');
+    is(scalar(() = $svg =~ /<line class="holding" /g), scalar @jstarts, 'a holding line per start of the singleton');
+    is_deeply([ $svg =~ /class="mark job singleton_start" data-name="reporter" data-token="(\d+)"/g ], \@jstarts,
+              'a start mark per start, with its token');
+    is_deeply([ $svg =~ /class="mark job singleton_stop" data-name="reporter" data-token="(\d+)"/g ], \@jstops,
+              'a stop mark per stop');
 }
 # `make demo` installs nothing without saying so first: with luajit2
 # reported missing (a fake dpkg-query; apt-get and sudo fakes that only
