@@ -157,13 +157,15 @@ NGX
         shm_size          => $o{shm_size} // '1m',
         init_extra        => "$pp\n        $B.mark('init')" . ($o{lockwrap} ? "\n        $B.wrap_lock()" : '')
                              . ($o{nolock} ? "\n        $B.no_lock()" : '')
-                             . ($o{instrument} ? "\n        $B.instrument('wm')" : ''),
+                             . ($o{instrument} ? "\n        $B.instrument('wm', $BEAT_INTERVAL)" : ''),
         master_start      => "$B.rec('master_start')",
         master_exit       => "$B.rec('master_exit')",
         worker_start      => "$B.rec('worker_start')",
         worker_exit       => "$B.rec('worker_exit')",
         init_worker_extra => "$B.mark('iw_enter')",
-        init_worker_after => "$B.mark('iw_done')" . ($o{instrument} ? "\n        $B.control('wm', $BEAT_INTERVAL)" : ''),
+        init_worker_after => ($o{names} ? "local m = require('resty.worker.manager')\n        for i = 1, $o{names} do "
+                                 . "m.singleton('job' .. i, { start = $B.job_start }) end\n        " : '')
+                             . "$B.mark('iw_done')" . ($o{instrument} ? "\n        $B.control('wm', $BEAT_INTERVAL)" : ''),
         exit_worker       => ($module ? 'require("resty.worker.manager").on_exit_worker_by_lua() ' : '')
                              . "$B.mark('exit_worker')",
         server_extra      => $locations,
@@ -655,6 +657,128 @@ sub row56 {
     stop($_) for $z, $f2, $m2, $f32, $m32;
 }
 
+# ------------------------------------------------------ 7. singletons
+
+# CPU seconds the processes @pids spent so far (/proc/<pid>/schedstat: ns on a CPU)
+sub cpu_of {
+    my $sum = 0;
+    for my $pid (@_) {
+        open my $f, '<', "/proc/$pid/schedstat" or next;
+        my ($ns) = split ' ', scalar <$f> // '';
+        $sum += ($ns // 0) / 1e9;
+    }
+    return $sum;
+}
+
+sub row7 {
+    my $row = 7;
+    $ROWINFO{$row}{title} = 'Singletons';
+    # kill -9 of the holder, then HUP, on one node of 4 workers (defaults: interval 10, failed 5)
+    my $n = node(workers => 4, names => 1);
+    $n->start;
+    my ($s) = wait_wmb($n, 'singleton_start', desc => 'the job started');
+    my ($holder, $token) = ($s->{pid}, $s->{token});
+    my (@kill, @hup, @hup_ready);
+    for my $i (1 .. $P{crash_trials}) {
+        my $mark = $n->mark;
+        my $t0 = time;
+        kill 'KILL', $holder or die "kill $holder: $!\n";
+        my $last = $token;
+        ($s) = wait_wmb($n, 'singleton_start', since => $mark, filter => sub { $_[0]{token} > $last },
+                        desc => "the job after the kill of its holder $holder");
+        push @kill, $s->{t} - $t0;
+        ($holder, $token) = ($s->{pid}, $s->{token});
+        $n->wait_until(sub { $n->worker_pids == 4 }, desc => '4 workers again');
+        sleep 0.15;
+    }
+    for my $i (1 .. $P{reload_trials}) {
+        my @old = $n->worker_pids;
+        my $mark = $n->mark;
+        my $t0 = time;
+        $n->signal('HUP');
+        my @new = wait_wmb($n, 'iw_done', count => 4, since => $mark, desc => '4 new workers ready');
+        my %new = map { $_->{pid} => 1 } @new;
+        my $last = $token;
+        ($s) = wait_wmb($n, 'singleton_start', since => $mark, filter => sub { $_[0]{token} > $last && $new{ $_[0]{pid} } },
+                        desc => 'the job in the new generation');
+        push @hup, $s->{t} - $t0;
+        push @hup_ready, min_of(map { $_->{t} } @new) - $t0;
+        ($holder, $token) = ($s->{pid}, $s->{token});
+        $n->wait_until(sub { !grep { $n->alive($_) } @old }, desc => 'old workers gone');
+        sleep 0.15;
+    }
+    stop($n);
+    result($row, 'kill -9 of the holder → the next start begins', 'ms', [ map { ms($_) } @kill ], fmt => '%.2f',
+           target => 'median < 50 ms', met => median(@kill) < 0.05);
+    result($row, 'HUP → the first new worker\'s init_worker done', 'ms', [ map { ms($_) } @hup_ready ], fmt => '%.2f');
+    result($row, 'HUP → the new generation\'s start begins', 'ms', [ map { ms($_) } @hup ], fmt => '%.2f',
+           target => 'median <= 120 ms (nginx\'s ~100 ms + 20)', met => median(@hup) <= 0.12);
+
+    # the heartbeat with 0, 10 and 100 names; the watch between beats
+    my %beating = (opts => qq{{ shm = "wm", interval = $BEAT_INTERVAL }}, instrument => 1);
+    my %node = map { $_ => node(workers => 2, names => $_, %beating) } 0, 10, 100;
+    $_->start(timeout => 60) for values %node;
+    sleep 0.5;
+    my (%ops, %us, %tick_ops, %ticks);
+    for my $i (1 .. $P{beat_windows}) {
+        my $since = time;
+        sleep $P{beat_window};
+        for my $k ($i % 2 ? (0, 10, 100) : (100, 10, 0)) {
+            my $h = beats_since($node{$k}, $since);
+            push @{ $ops{$k} }, $h->{ops_median};
+            push @{ $us{$k} }, $h->{us_median};
+            my $t = kv(get_ok($node{$k}, sprintf '/wmbeats?kind=every&since=%.6f', $since));
+            if ($t->{n}) {
+                push @{ $tick_ops{$k} }, $t->{ops_median}, $t->{ops_max};
+                $ticks{$k} += $t->{n};
+            }
+        }
+    }
+    stop($_) for values %node;
+    for my $k (0, 10, 100) {
+        result($row, "heartbeat with $k names: shm calls per beat", 'calls', $ops{$k}, fmt => '%g');
+        result($row, "heartbeat with $k names: µs per beat (median of each window)", 'µs', $us{$k}, fmt => '%.2f');
+    }
+    my @per10 = map { ($ops{10}[$_] - $ops{0}[$_]) / 10 } 0 .. $#{ $ops{0} };
+    my @per100 = map { ($ops{100}[$_] - $ops{10}[$_]) / 90 } 0 .. $#{ $ops{0} };
+    result($row, 'shm calls per name per beat, from 0 to 10 names', 'calls', \@per10, fmt => '%.2f');
+    result($row, 'shm calls per name per beat, from 10 to 100 names', 'calls', \@per100, fmt => '%.2f',
+           target => 'no more per name than from 0 to 10 (a constant per name)',
+           met => @per10 && median(@per100) <= median(@per10));
+    for my $k (10, 100) {
+        result($row, "watch between beats with $k names: shm calls per look", 'calls', $tick_ops{$k} // [], fmt => '%g',
+               note => ($ticks{$k} // 0) . ' looks', target => '1 (the epoch)',
+               met => $tick_ops{$k} && max_of(@{ $tick_ops{$k} }) == 1);
+    }
+
+    # CPU of a node of 4 workers with 100 idle names, beside one without names
+    my $a = node(workers => 4, names => 100);
+    my $b = node(workers => 4, names => 0);
+    $_->start(timeout => 60) for $a, $b;
+    sleep 1;
+    my (@cpu_a, @cpu_b, @diff);
+    my $window = $SMOKE ? 0.5 : 2;
+    for my $i (1 .. ($SMOKE ? 2 : 10)) {
+        my @pa = $a->worker_pids;
+        my @pb = $b->worker_pids;
+        my ($ca, $cb, $t0) = (cpu_of(@pa), cpu_of(@pb), time);
+        sleep $window;
+        my $dt = time - $t0;
+        push @cpu_a, (cpu_of(@pa) - $ca) / $dt * 1000;
+        push @cpu_b, (cpu_of(@pb) - $cb) / $dt * 1000;
+        push @diff, $cpu_a[-1] - $cpu_b[-1];
+    }
+    stop($_) for $a, $b;
+    result($row, '4 workers, 100 idle names: CPU per second', 'ms', \@cpu_a, fmt => '%.2f');
+    result($row, '4 workers, no names: CPU per second', 'ms', \@cpu_b, fmt => '%.2f');
+    result($row, 'what 100 idle names cost a node of 4 workers (difference per window)', 'ms/s', \@diff, fmt => '%.2f');
+    note_row($row, "one job on 4 workers (interval 10, failed 5), $P{crash_trials} kills of its holder and "
+        . "$P{reload_trials} reloads; the start is timed in nginx (CLOCK_REALTIME); the heartbeat rows use the "
+        . "row 6 instrumentation at interval $BEAT_INTERVAL s, the per-name calls depend on how many of the names the measured workers hold (a holder also checks it still "
+        . "holds), so the target is that they do not grow; the watch is the singletons' 10 ms timer; CPU from "
+        . "/proc/<pid>/schedstat of the workers, the two nodes side by side, windows of $window s");
+}
+
 # ------------------------------------------------------------ main
 
 sub want { !%ONLY || $ONLY{ $_[0] } }
@@ -685,6 +809,12 @@ if (want(5) || want(6)) {
     print "## rows 5 and 6\n";
     my $t = time;
     eval { row56(); 1 } or do { push @ERRORS, "rows 5/6: $@"; print "  ERROR: $@" };
+    printf "  (%.1f s)\n", time - $t;
+}
+if (want(7)) {
+    print "## row 7\n";
+    my $t = time;
+    eval { row7(); 1 } or do { push @ERRORS, "row 7: $@"; print "  ERROR: $@" };
     printf "  (%.1f s)\n", time - $t;
 }
 my $elapsed = time - $T0;

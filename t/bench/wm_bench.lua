@@ -196,12 +196,18 @@ end
 -- (a re-arm through ngx.timer.at included, and timed on its own too; an
 -- ngx.timer.every timer is re-armed by nginx, outside the beat).
 local RING = 20000
-local ring_t, ring_us, ring_ops, ring_rearm, ring_n = {}, {}, {}, {}, 0
+local ring_t, ring_us, ring_ops, ring_rearm, ring_kind, ring_n = {}, {}, {}, {}, {}, 0
 local ops, rearm = 0, 0
 -- shm name -> the dict behind instrument()'s proxy
 local real_dicts = {}
 
-function M.instrument(shm)
+-- beat_interval (optional): only the ngx.timer.every timers of that
+-- interval count as beats; the module's other timers (the singletons'
+-- watch, their starts and runs) are timed as "every" and "at" (see ticks()).
+local beat_every
+
+function M.instrument(shm, beat_interval)
+    beat_every = beat_interval
     local real = ngx.shared[shm]
     real_dicts[shm] = real
     local proxy = setmetatable({}, { __index = function(t, method)
@@ -216,7 +222,7 @@ function M.instrument(shm)
     end })
     ngx.shared[shm] = proxy
     local at = ngx.timer.at
-    local function timed(cb)
+    local function timed(cb, kind)
         return function(premature, ...)
             if premature then
                 return cb(premature, ...)
@@ -229,18 +235,20 @@ function M.instrument(shm)
             local i = (ring_n - 1) % RING + 1
             ngx.update_time()
             ring_t[i], ring_us[i], ring_ops[i], ring_rearm[i] = ngx.now(), dt * 1e6, ops - o0, rearm * 1e6
+            ring_kind[i] = kind
         end
     end
     ngx.timer.at = function(delay, cb, ...)  -- luacheck: ignore 122 (on purpose: see above)
         local t0 = mono()
-        local ok, err = at(delay, timed(cb), ...)
+        local ok, err = at(delay, timed(cb, "at"), ...)
         rearm = rearm + (mono() - t0)
         return ok, err
     end
     local every = ngx.timer.every
     M.real_every = every
     ngx.timer.every = function(delay, cb, ...)  -- luacheck: ignore 122 (on purpose: see above)
-        return every(delay, timed(cb), ...)
+        local kind = (beat_every == nil or delay == beat_every) and "beat" or "every"
+        return every(delay, timed(cb, kind), ...)
     end
 end
 
@@ -286,12 +294,16 @@ function M.control(shm, interval)
     end
 end
 
--- Content handler: the beats of this worker since ?since= (wall clock).
+-- Content handler: the beats of this worker since ?since= (wall clock);
+-- ?kind=every: the module's other ngx.timer.every runs instead (the
+-- singletons' watch, see instrument()).
 function M.beats()
     local since = tonumber(ngx.var.arg_since) or 0
+    local kind = ngx.var.arg_kind or "beat"
     local us, opsl, re = {}, {}, {}
     for i = 1, math.min(ring_n, RING) do
-        if ring_t[i] >= since then
+        if ring_t[i] >= since and (ring_kind[i] == kind or (kind == "beat" and ring_kind[i] == "at"
+                                                            and beat_every == nil)) then
             us[#us + 1] = ring_us[i]
             opsl[#opsl + 1] = ring_ops[i]
             re[#re + 1] = ring_rearm[i]
@@ -316,6 +328,12 @@ function M.beats()
     ngx.say(string.format("n=%d pid=%d us_median=%.3f us_max=%.3f us_min=%.3f ops_median=%g ops_min=%g ops_max=%g"
         .. " rearm_median=%.3f ctl_n=%d ctl_median=%.3f", n, ngx.worker.pid(), med(us), us[n], us[1], med(opsl),
         opsl[1], opsl[#opsl], med(re), #ctl, #ctl > 0 and med(ctl) or 0))
+end
+
+-- A singleton's start (t/bench/bench.pl row 7): logs
+-- "WMB singleton_start name=<name> token=<token> pid=<pid> t=<...>".
+function M.job_start(name, token)
+    ngx.log(ngx.WARN, "WMB singleton_start name=", name, " token=", token, " pid=", ngx.worker.pid(), " t=", hires())
 end
 
 return M
