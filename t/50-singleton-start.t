@@ -58,7 +58,7 @@ my ($code, $body) = $n->get('/singletons');
 like($body, qr/\Ajob 1-$holder 1 (\d+\.?\d*) false\n\z/, 'status(): job held by 1-<holder pid>, token 1, since, not stopped')
     or diag $body;
 my ($since) = $body =~ /^job \S+ 1 (\S+)/;
-my ($t_start) = $start->{text} =~ / t=(\S+)/;
+my ($t_start) = $start->{text} =~ / t=([\d.]+)/;
 cmp_ok(abs(($since // 0) - ($t_start // 0)), '<', 1, 'since: when the holding began');
 
 my $mark = $n->mark;

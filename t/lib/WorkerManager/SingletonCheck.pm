@@ -26,12 +26,21 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 
-our @EXPORT = qw(sj_events singleton_errors singletons_ok);
+our @EXPORT = qw(sj_events singleton_errors singletons_ok freed_notice_re);
 
 my $FREED_RE = qr/singleton '(.+?)' \(token (\d+)\) of worker \d+-(\d+) is free again: its holder (crashed|stopped beating)/;
 my $GONE_RE = qr/singleton '(.+?)' \(token (\d+)\) was held by worker \d+-(\d+), which is gone( after it stopped the job)?/;
 my $REAPED_RE = qr/worker process (\d+) exited (?:with code \d+|on signal \d+)/;
 my $LIFE_RE = qr/\bWMCB master_start id=1 prev=nil /;
+
+# The module's notice that holding `token` of `name` by `pid` ended without
+# its stop because the holder died: a sibling that finds the crash frees it
+# ("is free again"), or a worker that finds the holder's pid gone first
+# takes it over ("which is gone"); which one comes first is nginx's order.
+sub freed_notice_re {
+    my ($name, $token, $pid) = @_;
+    return qr/singleton '\Q$name\E' \(token $token\) (?:of worker \d+-$pid is free again: its holder crashed|was held by worker \d+-$pid, which is gone)/;
+}
 
 # The WMSJ lines: { edge => ENTER|LEAVE, kind, name, token, pid, phase,
 # reason, held, idx, line }
