@@ -448,6 +448,9 @@ end
 --- At each heartbeat, after check_lost: a look (in case the watch could not
 -- start), and every() runs whose timer could not be armed.
 local function on_beat()
+    if #jobs == 0 then
+        return
+    end
     look()
     update_time()
     for ____, job in ipairs(jobs) do

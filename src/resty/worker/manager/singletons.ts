@@ -439,6 +439,9 @@ function holds(name: string): LuaMultiReturn<[boolean, number | undefined]> {
  * start), and every() runs whose timer could not be armed.
  */
 function on_beat(): void {
+    if (jobs.length === 0) {
+        return; // a worker without singletons reads nothing of theirs
+    }
     look();
     update_time();
     for (const job of jobs) {
