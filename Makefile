@@ -23,7 +23,7 @@ INSTALL     ?= install
 # the tests need more: busted, luacheck, luarocks, and chromium, a headless
 # browser for the demo's live page
 APT_DEMO     := nginx-light libnginx-mod-http-lua lua-resty-core luajit2
-APT_PACKAGES := $(APT_DEMO) lua-busted lua-check luarocks chromium
+APT_PACKAGES := $(APT_DEMO) lua-busted lua-check luarocks chromium redis-server lua-nginx-redis
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION := $(shell sed -n 's/^const _VERSION: string = "\(.*\)";/\1/p' src/resty/worker/manager.ts 2>/dev/null)
 RELEASE := lua-resty-worker-manager-$(VERSION)

@@ -20,6 +20,11 @@ description = {
       module) with lua-resty-core, which OpenResty bundles and Debian ships
       as lua-resty-core. The Lua in lib/ is compiled from TypeScript and
       committed: installing needs no node.
+
+      The fleet (opts.cluster) also needs lua-resty-redis (luarocks install
+      lua-resty-redis; OpenResty bundles it; Debian: lua-nginx-redis) and a
+      Redis server (6.2 or later; Sentinel for failover). It is not listed
+      as a dependency: a node without opts.cluster never loads it.
    ]],
    homepage = "https://github.com/lua-resty-worker-manager/lua-resty-worker-manager",
    license = "MIT",
@@ -34,6 +39,10 @@ build = {
    modules = {
       ["resty.worker.manager"] = "lib/resty/worker/manager.lua",
       ["resty.worker.manager.callbacks"] = "lib/resty/worker/manager/callbacks.lua",
+      ["resty.worker.manager.cluster.driver"] = "lib/resty/worker/manager/cluster/driver.lua",
+      ["resty.worker.manager.cluster.fleet"] = "lib/resty/worker/manager/cluster/fleet.lua",
+      ["resty.worker.manager.cluster.options"] = "lib/resty/worker/manager/cluster/options.lua",
+      ["resty.worker.manager.cluster.scripts"] = "lib/resty/worker/manager/cluster/scripts.lua",
       ["resty.worker.manager.crash_record"] = "lib/resty/worker/manager/crash_record.lua",
       ["resty.worker.manager.exit_reason"] = "lib/resty/worker/manager/exit_reason.lua",
       ["resty.worker.manager.holding"] = "lib/resty/worker/manager/holding.lua",

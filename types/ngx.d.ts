@@ -67,6 +67,8 @@ declare namespace ngx {
     function log(level: NgxLogLevel, ...args: unknown[]): void;
     /** Cached time in seconds (milliseconds as the fraction). */
     function now(): number;
+    /** The SHA-1 digest of `s`, 20 raw bytes. */
+    function sha1_bin(s: string): string;
     /** Refreshes the cached time from the OS clock. */
     function update_time(): void;
     function get_phase(): NgxPhase;
@@ -100,6 +102,8 @@ declare namespace ngx {
         const subsystem: "http" | "stream";
         const ngx_lua_version: number;
         const debug: boolean;
+        /** The nginx prefix (-p), with a trailing slash. */
+        function prefix(): string;
     }
 }
 

@@ -39,6 +39,68 @@ declare module "resty.worker.manager" {
         interval?: number;
         /** Seconds a heartbeat may be overdue before its worker counts as crashed. Default 5. */
         failed?: number;
+        /** This node is a member of a fleet kept in Redis. */
+        cluster?: ClusterOptions;
+    }
+
+    /**
+     * on_join(node, n_nodes) and on_leave(node, n_nodes, reason): a member
+     * joined or left the fleet; `n_nodes` counts the members after it.
+     */
+    type FleetCallback = (this: void, node: string, n_nodes: number, reason?: LeaveReason) => void;
+
+    /** Why a member left: its graceful stop, or its presence ran out. */
+    type LeaveReason = "stopped" | "lost";
+
+    /** Where the fleet's Redis is: host and port, a unix socket, or Sentinels and a master name. */
+    interface RedisOptions {
+        host?: string;
+        /** Default 6379. */
+        port?: number;
+        /** A unix socket: "unix:/path" or "/path". */
+        path?: string;
+        sentinels?: { host: string; port?: number }[];
+        master_name?: string;
+        username?: string;
+        password?: string;
+        /** Default 0. */
+        database?: number;
+        /** lua-resty-redis 0.28 or newer. */
+        ssl?: boolean;
+        ssl_verify?: boolean;
+        server_name?: string;
+        /** Seconds, default 1. */
+        connect_timeout?: number;
+        /** Seconds, default 1. */
+        read_timeout?: number;
+        /** Connections kept per worker, default 4. */
+        pool_size?: number;
+    }
+
+    /** A member of the fleet, as manager.nodes() returns it. */
+    interface FleetNode {
+        node: string;
+        /** When it joined (seconds, Redis's clock). */
+        started: number;
+        /** Its newest generation and that generation's workers, at its last refresh. */
+        generation: number;
+        workers: number;
+        /** Its last refresh (seconds, Redis's clock). */
+        seen: number;
+    }
+
+    interface ClusterOptions {
+        redis: RedisOptions;
+        /** This node's name in the fleet. Default: hostname and nginx prefix. */
+        node?: string;
+        /** Redis key prefix, one hash tag. Default "wm". */
+        prefix?: string;
+        /** Seconds between presence refreshes. Default 2. */
+        interval?: number;
+        /** Seconds presence may be late before the node is lost. Default 3. */
+        failed?: number;
+        on_join?: FleetCallback;
+        on_leave?: FleetCallback;
     }
 
     /** Options with a crash callback (a type of its own, so that the compiler checks that callback: see below). */
@@ -189,6 +251,12 @@ declare module "resty.worker.manager" {
 
     /** Whether this worker holds `name` now, and the holding's token (a fencing token). */
     function holds(this: void, name: string): LuaMultiReturn<[true, number] | [false, undefined]>;
+
+    /**
+     * The fleet as this node last saw it (opts.cluster): one entry per member,
+     * read from the node's shm, no network call. Any phase after init_by_lua.
+     */
+    function nodes(this: void): FleetNode[];
 
     const _VERSION: string;
 }

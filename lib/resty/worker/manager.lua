@@ -8,6 +8,8 @@ local reasons = require("resty.worker.manager.exit_reason")
 local missed_beats = require("resty.worker.manager.missed_beats")
 local resume = require("resty.worker.manager.resume")
 local singletons = require("resty.worker.manager.singletons")
+local fleet = require("resty.worker.manager.cluster.fleet")
+local cluster_options = require("resty.worker.manager.cluster.options")
 local ____callbacks = require("resty.worker.manager.callbacks")
 local run = ____callbacks.run
 local inside = ____callbacks.inside
@@ -42,6 +44,8 @@ local MIN_SECONDS = 0.001
 local MAX_SECONDS = 31536000
 --- Longest singleton name, in bytes (it is part of shm keys).
 local MAX_NAME = 128
+--- What the module's own singletons' names start with (the fleet agent).
+local RESERVED = "[worker-manager]"
 --- Step of the wait that tells a reload from a stop (timer context only).
 local UNDECIDED_STEP = 0.05
 --- How long a fast stop's exit may wait for a newer generation's first worker
@@ -124,7 +128,8 @@ local function check_options(opts)
             3
         )
     end
-    return o.shm, dict, interval, failed, o.on_crash
+    local cluster = cluster_options.check(o.cluster, 4)
+    return o.shm, dict, interval, failed, o.on_crash, cluster
 end
 --- Registers the master callbacks and runs master start for this configuration
 -- load (a new generation). Call once, from init_by_lua*.
@@ -138,7 +143,7 @@ local function on_init_by_lua(opts, master_start, master_exit)
     if node ~= nil then
         error("on_init_by_lua was called twice in this configuration load", 2)
     end
-    local shm, dict, interval, failed, on_crash = check_options(opts)
+    local shm, dict, interval, failed, on_crash, cluster = check_options(opts)
     local start_cb = check_callback("master_start callback", master_start)
     local exit_cb = check_callback("master_exit callback", master_exit)
     local created = {
@@ -149,9 +154,11 @@ local function on_init_by_lua(opts, master_start, master_exit)
         gen = nil,
         master_start = start_cb,
         master_exit = exit_cb,
-        on_crash = on_crash
+        on_crash = on_crash,
+        cluster = cluster
     }
     node = created
+    fleet.setup(cluster, dict)
     local kind = process_type()
     if kind == "signaller" or testing_config() then
         return true
@@ -381,6 +388,7 @@ local function leave(can_yield)
         )
     end
     singletons.release_for_exit(dict, reason == "stop")
+    local node_stopped = false
     if liveness.closable(dict, w.gen, reason == "stop") then
         end_or_suspend(
             n,
@@ -389,9 +397,13 @@ local function leave(can_yield)
             known,
             grace
         )
+        node_stopped = reason == "stop" and known and not w.left_idle
     end
     w.done = true
     lock.release(dict, hold)
+    if node_stopped and can_yield then
+        fleet.leave_on_stop()
+    end
 end
 --- This worker left its generation idle, and by the time it exits the node
 -- stops after all, while the worker drained: nginx's master closed the
@@ -837,6 +849,16 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
         id = w.id,
         started = now()
     })
+    if n.cluster ~= nil then
+        fleet.attach(function() return g, registry.count(dict, g) end)
+        singletons.add(
+            fleet.AGENT,
+            nil,
+            nil,
+            fleet.agent,
+            n.cluster.interval
+        )
+    end
     w.last_beat = now()
     local ok, err = timer_every(n.interval, on_beat)
     if not ok then
@@ -882,6 +904,12 @@ local function check_name(fn, name, level)
     if type(name) ~= "string" or name == "" or #name > MAX_NAME or (string.find(name, "%c")) ~= nil then
         error(
             ((((fn .. ": name must be a non-empty string of at most ") .. tostring(MAX_NAME)) .. " bytes without control ") .. "characters, got ") .. describe(name),
+            level
+        )
+    end
+    if string.sub(name, 1, #RESERVED) == RESERVED then
+        error(
+            (((fn .. ": names starting with \"") .. RESERVED) .. "\" are the module's own, got ") .. describe(name),
             level
         )
     end
@@ -979,6 +1007,13 @@ local function status()
     end
     return read_status(n.dict, n.failed)
 end
+--- The fleet as this node last saw it: each member's name, when it joined,
+-- its generation and workers, when it was last seen. Read from the node's
+-- shm (no network call); empty without opts.cluster or before the first
+-- refresh. Any phase after init_by_lua.
+local function nodes()
+    return fleet.nodes()
+end
 local _VERSION = "0.1.0"
 ____exports._VERSION = _VERSION
 ____exports.on_init_by_lua = on_init_by_lua
@@ -989,4 +1024,5 @@ ____exports.exit_reason = exit_reason
 ____exports.singleton = singleton
 ____exports.every = every
 ____exports.holds = holds
+____exports.nodes = nodes
 return ____exports

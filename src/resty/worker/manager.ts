@@ -14,14 +14,18 @@ import * as reasons from "./manager/exit_reason";
 import * as missed_beats from "./manager/missed_beats";
 import * as resume from "./manager/resume";
 import * as singletons from "./manager/singletons";
+import * as fleet from "./manager/cluster/fleet";
+import * as cluster_options from "./manager/cluster/options";
 import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { free_dead_shm_mutex, pause, process_type, terminating, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
 import type {
-    Callback, CrashCallback, ExitReason, MasterCallback, Options, OptionsWithCrash, SingletonFn, SingletonJob,
-    SingletonJobWithStop, SingletonStart, SingletonStop, Status, StopReason, WorkerCallback,
+    Callback, ClusterOptions, CrashCallback, ExitReason, FleetCallback, FleetNode, LeaveReason, MasterCallback,
+    Options, OptionsWithCrash, RedisOptions, SingletonFn, SingletonJob, SingletonJobWithStop, SingletonStart,
+    SingletonStop, Status, StopReason, WorkerCallback,
 } from "resty.worker.manager";
+import type { ClusterConfig } from "./manager/cluster/options";
 
 const ERR = ngx.ERR;
 const WARN = ngx.WARN;
@@ -45,6 +49,8 @@ const MIN_SECONDS = 0.001;
 const MAX_SECONDS = 31536000;
 /** Longest singleton name, in bytes (it is part of shm keys). */
 const MAX_NAME = 128;
+/** What the module's own singletons' names start with (the fleet agent). */
+const RESERVED = "[worker-manager]";
 /** Step of the wait that tells a reload from a stop (timer context only). */
 const UNDECIDED_STEP = 0.05;
 /**
@@ -66,6 +72,8 @@ interface Node {
     master_start: Callback | undefined;
     master_exit: Callback | undefined;
     on_crash: Callback | undefined;
+    /** opts.cluster: this node is a member of a fleet. */
+    cluster: ClusterConfig | undefined;
 }
 
 /** This worker process, once on_init_worker_by_lua counted it. */
@@ -149,11 +157,12 @@ function check_seconds(name: string, value: unknown, fallback: number, level = 4
     return value;
 }
 
-function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, number, number, Callback | undefined]> {
+function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, number, number, Callback | undefined,
+                                                       ClusterConfig | undefined]> {
     if (type(opts) !== "table") {
         error("opts must be a table, got " + type(opts), 3);
     }
-    const o = opts as { shm?: unknown; interval?: unknown; failed?: unknown; on_crash?: unknown };
+    const o = opts as { shm?: unknown; interval?: unknown; failed?: unknown; on_crash?: unknown; cluster?: unknown };
     if (typeof o.shm !== "string") {
         error("opts.shm must be the name of a lua_shared_dict, got " + type(o.shm), 3);
     }
@@ -166,7 +175,8 @@ function check_options(opts: unknown): LuaMultiReturn<[string, NgxSharedDict, nu
     if (o.on_crash !== undefined && type(o.on_crash) !== "function") {
         error("opts.on_crash must be a function or nil, got " + type(o.on_crash), 3);
     }
-    return $multi(o.shm, dict, interval, failed, o.on_crash as Callback | undefined);
+    const cluster = cluster_options.check(o.cluster, 4);
+    return $multi(o.shm, dict, interval, failed, o.on_crash as Callback | undefined, cluster);
 }
 
 /**
@@ -182,13 +192,14 @@ function on_init_by_lua(opts: Options | OptionsWithCrash, master_start?: MasterC
     if (node !== undefined) {
         error("on_init_by_lua was called twice in this configuration load", 2);
     }
-    const [shm, dict, interval, failed, on_crash] = check_options(opts);
+    const [shm, dict, interval, failed, on_crash, cluster] = check_options(opts);
     const start_cb = check_callback("master_start callback", master_start);
     const exit_cb = check_callback("master_exit callback", master_exit);
     const created: Node = {
-        shm, dict, interval, failed, gen: undefined, master_start: start_cb, master_exit: exit_cb, on_crash,
+        shm, dict, interval, failed, gen: undefined, master_start: start_cb, master_exit: exit_cb, on_crash, cluster,
     };
     node = created;
+    fleet.setup(cluster, dict);
 
     const kind = process_type();
     if (kind === "signaller" || testing_config()) {
@@ -342,11 +353,17 @@ function leave(can_yield: boolean): void {
     }
 
     singletons.release_for_exit(dict, reason === "stop");
+    let node_stopped = false;
     if (liveness.closable(dict, w.gen, reason === "stop")) {
         end_or_suspend(n, w, reason, known, grace);
+        node_stopped = reason === "stop" && known && !w.left_idle;
     }
     w.done = true;
     lock.release(dict, hold);
+    if (node_stopped && can_yield) {
+        // outside the lock: a call to Redis may take its timeouts
+        fleet.leave_on_stop();
+    }
 }
 
 /**
@@ -608,6 +625,11 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
     }
     lock.release(dict, hold);
     singletons.attach({ dict, gen: g, slot, pid, id: w.id, started: now() });
+    if (n.cluster !== undefined) {
+        // the node's fleet agent: a node singleton like the users' own
+        fleet.attach(() => $multi(g, registry.count(dict, g)));
+        singletons.add(fleet.AGENT, undefined, undefined, fleet.agent, n.cluster.interval);
+    }
 
     w.last_beat = now();
     const [ok, err] = timer_every(n.interval, on_beat);
@@ -649,6 +671,9 @@ function check_name(fn: string, name: unknown, level: number): string {
         || string.find(name, "%c")[0] !== undefined) {
         error(fn + ": name must be a non-empty string of at most " + MAX_NAME + " bytes without control "
               + "characters, got " + describe(name), level);
+    }
+    if (string.sub(name, 1, RESERVED.length) === RESERVED) {
+        error(fn + ": names starting with \"" + RESERVED + "\" are the module's own, got " + describe(name), level);
     }
     return name;
 }
@@ -731,13 +756,24 @@ function status(): LuaMultiReturn<[Status] | [undefined, string]> {
     return $multi(read_status(n.dict, n.failed));
 }
 
+/**
+ * The fleet as this node last saw it: each member's name, when it joined,
+ * its generation and workers, when it was last seen. Read from the node's
+ * shm (no network call); empty without opts.cluster or before the first
+ * refresh. Any phase after init_by_lua.
+ */
+function nodes(): FleetNode[] {
+    return fleet.nodes();
+}
+
 const _VERSION: string = "0.1.0";
 
 export {
     _VERSION, on_init_by_lua, on_init_worker_by_lua, on_exit_worker_by_lua, status, exit_reason, singleton, every,
-    holds,
+    holds, nodes,
 };
 export type {
     Options, OptionsWithCrash, Callback, MasterCallback, WorkerCallback, CrashCallback, Status, ExitReason,
-    SingletonJob, SingletonJobWithStop, SingletonStart, SingletonStop, SingletonFn, StopReason,
+    SingletonJob, SingletonJobWithStop, SingletonStart, SingletonStop, SingletonFn, StopReason, ClusterOptions,
+    RedisOptions, FleetCallback, FleetNode, LeaveReason,
 };

@@ -85,6 +85,24 @@ end
 local NAMES = PREFIX .. "s:names"
 --- Grows with every change of a holding or registration: what idle workers watch.
 local EPOCH = PREFIX .. "s:epoch"
+--- This node's incarnation: set once per node start (a new shm).
+local FLEET_INCARNATION = PREFIX .. "f:incarnation"
+--- The fleet id of the Redis this node last talked to.
+local FLEET_ID = PREFIX .. "f:fleet"
+--- The id of the last event of the fleet's stream this node ran.
+local FLEET_CURSOR = PREFIX .. "f:cursor"
+--- The members as last seen: one "node incarnation started gen workers seen ttl" line each.
+local FLEET_VIEW = PREFIX .. "f:view"
+--- Since when Redis cannot be reached (absent while it can): one error per outage.
+local FLEET_OUTAGE = PREFIX .. "f:outage"
+--- Set once the node's leave was written to Redis on its stop.
+local FLEET_LEFT = PREFIX .. "f:left"
+____exports.FLEET_INCARNATION = FLEET_INCARNATION
+____exports.FLEET_ID = FLEET_ID
+____exports.FLEET_CURSOR = FLEET_CURSOR
+____exports.FLEET_VIEW = FLEET_VIEW
+____exports.FLEET_OUTAGE = FLEET_OUTAGE
+____exports.FLEET_LEFT = FLEET_LEFT
 ____exports.holder = holder
 ____exports.token = token
 ____exports.registered = registered

@@ -123,7 +123,26 @@ const NAMES = PREFIX + "s:names";
 /** Grows with every change of a holding or registration: what idle workers watch. */
 const EPOCH = PREFIX + "s:epoch";
 
+/**
+ * The fleet (cluster/fleet.ts): what this node knows of it, kept in shm so
+ * that the agent can move to another worker or generation and go on.
+ */
+
+/** This node's incarnation: set once per node start (a new shm). */
+const FLEET_INCARNATION = PREFIX + "f:incarnation";
+/** The fleet id of the Redis this node last talked to. */
+const FLEET_ID = PREFIX + "f:fleet";
+/** The id of the last event of the fleet's stream this node ran. */
+const FLEET_CURSOR = PREFIX + "f:cursor";
+/** The members as last seen: one "node incarnation started gen workers seen ttl" line each. */
+const FLEET_VIEW = PREFIX + "f:view";
+/** Since when Redis cannot be reached (absent while it can): one error per outage. */
+const FLEET_OUTAGE = PREFIX + "f:outage";
+/** Set once the node's leave was written to Redis on its stop. */
+const FLEET_LEFT = PREFIX + "f:left";
+
 export {
+    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT,
     holder, token, registered, NAMES, EPOCH,
     PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,

@@ -1,0 +1,345 @@
+--[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
+local ____exports = {}
+local retention, incarnation, write_leave, now, update_time, MIN_RETENTION, fleet_keys
+local keys = require("resty.worker.manager.keys")
+local driver = require("resty.worker.manager.cluster.driver")
+local scripts = require("resty.worker.manager.cluster.scripts")
+local ____log = require("resty.worker.manager.log")
+local log = ____log.log
+function retention(c)
+    return math.max(MIN_RETENTION, (c.interval + c.failed) * 1000 * 100)
+end
+function incarnation(d)
+    local known = d:get(keys.FLEET_INCARNATION)
+    if type(known) == "string" then
+        return known
+    end
+    update_time()
+    local made = string.format(
+        "%x-%x",
+        math.floor(now() * 1000),
+        ngx.worker.pid()
+    )
+    d:add(keys.FLEET_INCARNATION, made)
+    local kept = d:get(keys.FLEET_INCARNATION)
+    return kept
+end
+function write_leave(c, d)
+    local red, cerr = driver.connect(c.redis)
+    if red == nil then
+        return cerr
+    end
+    local res, err = driver.run(
+        red,
+        scripts.LEAVE,
+        fleet_keys,
+        {
+            c.node,
+            incarnation(d),
+            retention(c)
+        }
+    )
+    driver.done(red, c.redis, res == nil)
+    local ____temp_0
+    if res == nil then
+        ____temp_0 = err
+    else
+        ____temp_0 = nil
+    end
+    return ____temp_0
+end
+local ERR = ngx.ERR
+local NOTICE = ngx.NOTICE
+now = ngx.now
+update_time = ngx.update_time
+--- The agent's singleton name: a name users cannot register (they are checked).
+local AGENT = "[worker-manager] fleet"
+--- Events read per round trip.
+local BATCH = 100
+MIN_RETENTION = 3600 * 1000
+local config
+local dict
+local census
+fleet_keys = {}
+--- In init_by_lua: this configuration's fleet options (nil: not a member).
+local function setup(c, d)
+    config = c
+    dict = d
+    fleet_keys = c == nil and ({}) or scripts.keys(c.prefix)
+end
+local function enabled()
+    return config ~= nil
+end
+--- Redis could not be reached or refused: one error per outage.
+local function trouble(c, d, err)
+    update_time()
+    local ok = d:add(
+        keys.FLEET_OUTAGE,
+        now()
+    )
+    if ok then
+        log(
+            ERR,
+            "fleet: Redis at ",
+            c.redis.label,
+            " failed: ",
+            err,
+            "; the fleet is not updated until it is ",
+            "back (the node itself goes on)"
+        )
+    end
+end
+local function recovered(c, d)
+    local since = d:get(keys.FLEET_OUTAGE)
+    if since ~= nil then
+        d:delete(keys.FLEET_OUTAGE)
+        update_time()
+        log(
+            NOTICE,
+            "fleet: Redis at ",
+            c.redis.label,
+            " is back after ",
+            string.format(
+                "%.1f",
+                now() - since
+            ),
+            " s"
+        )
+    end
+end
+--- The stream id just before `id` ("ms-seq"): a cursor that reads `id` next.
+local function before(id)
+    local ms, seq = string.match(id, "^(%d+)%-(%d+)$")
+    local s = tonumber(seq) or 0
+    if s > 0 then
+        return (tostring(ms) .. "-") .. tostring(s - 1)
+    end
+    return string.format(
+        "%d-18446744073709551615",
+        (tonumber(ms) or 1) - 1
+    )
+end
+--- The view's lines, one per member.
+local function lines(view)
+    local out = {}
+    for line in string.gmatch(view, "[^\n]+") do
+        out[#out + 1] = line
+    end
+    return out
+end
+--- The members in PRESENCE's reply (node, text pairs) as the view's lines.
+local function view_of(flat)
+    local out = {}
+    do
+        local i = 0
+        while i + 1 < #flat do
+            out[#out + 1] = (tostring(flat[i + 1]) .. " ") .. tostring(flat[i + 1 + 1])
+            i = i + 2
+        end
+    end
+    table.sort(out)
+    return table.concat(out, "\n")
+end
+local function call(what, cb, node, n, reason)
+    local ok, err = unpack(
+        reason == nil and ({pcall(cb, node, n)}) or ({pcall(cb, node, n, reason)}),
+        1,
+        2
+    )
+    if not ok then
+        log(
+            ERR,
+            "fleet: ",
+            what,
+            "('",
+            node,
+            "', ",
+            n,
+            reason ~= nil and (", \"" .. reason) .. "\"" or "",
+            ") failed: ",
+            err
+        )
+    end
+end
+--- Runs the events after the cursor, in order, moving the cursor past each.
+local function run_events(c, d, red)
+    do
+        while true do
+            local at = d:get(keys.FLEET_CURSOR)
+            local cursor = type(at) == "string" and at or "0-0"
+            local res, err = red:xrange(
+                fleet_keys[3],
+                "(" .. cursor,
+                "+",
+                "COUNT",
+                BATCH
+            )
+            if res == nil or res == false then
+                return "XRANGE: " .. tostring(err)
+            end
+            local entries = res
+            for ____, ____value in ipairs(entries) do
+                local id = ____value[1]
+                local fields = ____value[2]
+                local e = {}
+                do
+                    local i = 0
+                    while i + 1 < #fields do
+                        e[fields[i + 1]] = fields[i + 1 + 1]
+                        i = i + 2
+                    end
+                end
+                local node = e.node or "?"
+                local n = tonumber(e.n) or 0
+                if e.kind == "join" and c.on_join ~= nil then
+                    call(
+                        "on_join",
+                        c.on_join,
+                        node,
+                        n,
+                        nil
+                    )
+                elseif e.kind == "leave" and c.on_leave ~= nil then
+                    call(
+                        "on_leave",
+                        c.on_leave,
+                        node,
+                        n,
+                        e.reason == "stopped" and "stopped" or "lost"
+                    )
+                end
+                d:set(keys.FLEET_CURSOR, id)
+            end
+            if #entries < BATCH then
+                return nil
+            end
+        end
+    end
+end
+--- One round of the agent: presence, then the events.
+local function round(c, d)
+    local red, cerr = driver.connect(c.redis)
+    if red == nil then
+        return cerr
+    end
+    local gen, workers = 0, 0
+    if census ~= nil then
+        gen, workers = census()
+    end
+    local id = d:get(keys.FLEET_ID)
+    local last = d:get(keys.FLEET_VIEW)
+    local known = type(id) == "string" and id or ""
+    local view = type(last) == "string" and last or ""
+    local args = {
+        c.node,
+        incarnation(d),
+        known,
+        math.floor((c.interval + c.failed) * 1000),
+        gen,
+        workers,
+        retention(c)
+    }
+    if known ~= "" then
+        for ____, line in ipairs(lines(view)) do
+            args[#args + 1] = line
+        end
+    end
+    local res, err = driver.run(red, scripts.PRESENCE, fleet_keys, args)
+    if res == nil then
+        driver.done(red, c.redis, true)
+        return "presence: " .. tostring(err)
+    end
+    local reply = res
+    local fleet = reply[1]
+    local joined = reply[2]
+    local members = reply[5]
+    if fleet ~= known then
+        d:set(
+            keys.FLEET_CURSOR,
+            joined ~= "" and known == "" and before(joined) or "0-0"
+        )
+        d:set(keys.FLEET_ID, fleet)
+    end
+    d:set(
+        keys.FLEET_VIEW,
+        view_of(members)
+    )
+    local rerr = run_events(c, d, red)
+    driver.done(red, c.redis, rerr ~= nil)
+    return rerr
+end
+--- The agent's every() function.
+local function agent()
+    local c = config
+    local d = dict
+    if c == nil or d == nil then
+        return
+    end
+    local err = round(c, d)
+    if err ~= nil then
+        trouble(c, d, err)
+    else
+        recovered(c, d)
+    end
+end
+--- In init_worker: what the agent reports of the node.
+local function attach(counts)
+    census = counts
+end
+--- The node stops (its last master exit, on QUIT): it leaves as "stopped".
+-- Needs cosockets: on a fast stop (TERM) it cannot run, and the node is
+-- lost once its presence runs out.
+local function leave_on_stop()
+    local c = config
+    local d = dict
+    if c == nil or d == nil or (d:get(keys.FLEET_LEFT)) ~= nil then
+        return
+    end
+    d:set(keys.FLEET_LEFT, true)
+    local err = write_leave(c, d)
+    if err ~= nil then
+        log(
+            ERR,
+            "fleet: could not tell Redis at ",
+            c.redis.label,
+            " that node '",
+            c.node,
+            "' stops: ",
+            err,
+            "; the fleet will find it lost"
+        )
+    end
+end
+--- The fleet as this node last saw it (no network call).
+local function nodes()
+    local list = {}
+    local d = dict
+    if d == nil then
+        return list
+    end
+    local view = d:get(keys.FLEET_VIEW)
+    if type(view) ~= "string" then
+        return list
+    end
+    for ____, line in ipairs(lines(view)) do
+        local name, started, gen, workers, seen = string.match(line, "^(%S+) %S+ (%d+) (%d+) (%d+) (%d+)")
+        if name ~= nil then
+            list[#list + 1] = {
+                node = name,
+                started = (tonumber(started) or 0) / 1000,
+                generation = tonumber(gen) or 0,
+                workers = tonumber(workers) or 0,
+                seen = (tonumber(seen) or 0) / 1000
+            }
+        end
+    end
+    return list
+end
+____exports.AGENT = AGENT
+____exports.setup = setup
+____exports.enabled = enabled
+____exports.attach = attach
+____exports.agent = agent
+____exports.leave_on_stop = leave_on_stop
+____exports.nodes = nodes
+return ____exports
