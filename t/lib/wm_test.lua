@@ -288,6 +288,25 @@ function M.sj(kind, opts)
     end
 end
 
+-- fleet(kind[, opts]) returns an on_join / on_leave callback that logs
+--   WMFLEET <kind> node=<node> n=<n_nodes> reason=<reason> pid=<pid> phase=<phase> t=<time>
+-- opts.sleep: seconds to sleep in it (timers only); opts.raise: error after logging.
+function M.fleet(kind, opts)
+    opts = opts or {}
+    return function(...)
+        local node, n, reason = ...
+        ngx.log(ngx.WARN, "WMFLEET ", kind, " node=", tostring(node), " n=", tostring(n),
+                " reason=", tostring(reason), " nargs=", select("#", ...),
+                " pid=", ngx.worker.pid(), " phase=", ngx.get_phase(), " t=", hires())
+        if opts.sleep and yieldable() then
+            ngx.sleep(opts.sleep)
+        end
+        if opts.raise then
+            error(opts.raise)
+        end
+    end
+end
+
 function M.job(opts)
     opts = opts or {}
     return { start = M.sj("start", opts.start), stop = M.sj("stop", opts.stop) }

@@ -434,6 +434,22 @@ sub kill_worker {
     return $self;
 }
 
+# The whole node at once, as when its machine dies: `sig` (default KILL, or
+# STOP / CONT for a partition) to the master and every one of its children.
+# KILL waits until they are gone and reaped. Returns the pids signalled.
+sub signal_node {
+    my ($self, $sig) = @_;
+    $sig //= 'KILL';
+    my $m = $self->{master} or die "nginx not started\n";
+    my @pids = ($m, map { $_->{pid} } $self->children($m));
+    _verbose("kill -$sig @pids (the whole node)");
+    kill($sig, @pids);
+    if ($sig eq 'KILL') {
+        $self->wait_until(sub { !grep { $self->alive($_) } @pids }, desc => "the node's processes gone");
+    }
+    return @pids;
+}
+
 # HUP and wait for `workers` new ready workers (use signal('HUP') for a
 # reload that is expected to fail).
 sub reload {
