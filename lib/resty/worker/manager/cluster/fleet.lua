@@ -36,7 +36,8 @@ function write_leave(c, d)
         {
             c.node,
             incarnation(d),
-            retention(c)
+            retention(c),
+            math.floor(c.interval * 1000)
         }
     )
     driver.done(red, c.redis, res == nil)
@@ -237,7 +238,8 @@ local function round(c, d)
         math.floor((c.interval + c.failed) * 1000),
         gen,
         workers,
-        retention(c)
+        retention(c),
+        math.floor(c.interval * 1000)
     }
     if known ~= "" then
         for ____, line in ipairs(lines(view)) do

@@ -10,15 +10,16 @@ local function keys(prefix)
         tag .. ":info",
         tag .. ":events",
         tag .. ":fleet",
-        tag .. ":token"
+        tag .. ":token",
+        tag .. ":clock"
     }
 end
-local PRELUDE = "\nlocal members, info, events = KEYS[1], KEYS[2], KEYS[3]\nlocal t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nlocal function event(kind, node, reason, retention)\n    local n = redis.call('ZCARD', members)\n    return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',\n                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason)\nend\nlocal function remove(node, reason, retention)\n    redis.call('ZREM', members, node)\n    redis.call('HDEL', info, node)\n    return event('leave', node, reason, retention)\nend\n"
+local PRELUDE = "\nlocal members, info, events, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[6]\nlocal t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nlocal function catch_up(interval)\n    local last = tonumber(redis.call('GET', clock))\n    redis.call('SET', clock, tostring(now))\n    local gap = last and now - last - interval or 0\n    if gap > 0 then\n        local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')\n        for i = 1, #list, 2 do\n            redis.call('ZADD', members, tonumber(list[i + 1]) + gap, list[i])\n        end\n    end\nend\nlocal function event(kind, node, reason, retention)\n    local n = redis.call('ZCARD', members)\n    return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',\n                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason)\nend\nlocal function remove(node, reason, retention)\n    redis.call('ZREM', members, node)\n    redis.call('HDEL', info, node)\n    return event('leave', node, reason, retention)\nend\n"
 --- A node's presence, every interval. ARGV: node, incarnation, the fleet id
 -- the node knows ("" for none yet), ttl ms (interval + failed), generation,
--- workers, retention ms, then the node's last view ("node incarnation
--- started gen workers seen ttl" each) to restore into a Redis that forgot
--- the fleet.
+-- workers, retention ms, interval ms, then the node's last view ("node
+-- incarnation started gen workers seen ttl" each) to restore into a Redis
+-- that forgot the fleet.
 -- 
 -- - Members whose deadline passed leave as "lost" (the caller too: it was
 --   late, and joins again below as a new event).
@@ -32,9 +33,9 @@ local PRELUDE = "\nlocal members, info, events = KEYS[1], KEYS[2], KEYS[3]\nloca
 -- 
 -- Returns { fleet id, id of the caller's join or "", members, now, info of
 -- each member as node, text pairs }.
-local PRESENCE = script(PRELUDE .. "\nlocal node, inc, known, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\nlocal gen, workers, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])\nlocal fleet = redis.call('GET', KEYS[4])\nif not fleet then\n    fleet = tostring(now) .. '-' .. node\n    redis.call('SET', KEYS[4], fleet)\n    if known ~= '' then\n        for i = 8, #ARGV do\n            local n, rest = string.match(ARGV[i], '^(%S+) (.+)$')\n            local r_ttl = tonumber(string.match(rest, '(%d+)$'))\n            if n and r_ttl and n ~= node then\n                redis.call('ZADD', members, now + r_ttl, n)\n                redis.call('HSET', info, n, rest)\n            end\n        end\n    end\nend\nfor _, late in ipairs(redis.call('ZRANGEBYSCORE', members, '-inf', '(' .. now)) do\n    remove(late, 'lost', retention)\nend\nlocal joined = ''\nlocal mine = redis.call('HGET', info, node)\nlocal started = now\nif mine then\n    local m_inc, m_started = string.match(mine, '^(%S+) (%d+)')\n    if m_inc == inc then\n        started = m_started\n    else\n        remove(node, 'lost', retention)\n        mine = nil\n    end\nend\nredis.call('ZADD', members, now + ttl, node)\nredis.call('HSET', info, node, table.concat({ inc, started, gen, workers, now, ttl }, ' '))\nif not mine and (known == '' or known == fleet) then\n    joined = event('join', node, '', retention)\nend\nreturn { fleet, joined, redis.call('ZCARD', members), now, redis.call('HGETALL', info) }\n")
---- A graceful stop: the node leaves as "stopped". ARGV: node, incarnation, retention ms.
-local LEAVE = script(PRELUDE .. "\nlocal node, inc, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])\nlocal mine = redis.call('HGET', info, node)\nif mine and string.match(mine, '^(%S+)') == inc then\n    return remove(node, 'stopped', retention)\nend\nreturn ''\n")
+local PRESENCE = script(PRELUDE .. "\nlocal node, inc, known, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\nlocal gen, workers, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])\ncatch_up(tonumber(ARGV[8]))\nlocal fleet = redis.call('GET', KEYS[4])\nif not fleet then\n    fleet = tostring(now) .. '-' .. node\n    redis.call('SET', KEYS[4], fleet)\n    if known ~= '' then\n        for i = 9, #ARGV do\n            local n, rest = string.match(ARGV[i], '^(%S+) (.+)$')\n            local r_ttl = tonumber(string.match(rest, '(%d+)$'))\n            if n and r_ttl and n ~= node then\n                redis.call('ZADD', members, now + r_ttl, n)\n                redis.call('HSET', info, n, rest)\n            end\n        end\n    end\nend\nfor _, late in ipairs(redis.call('ZRANGEBYSCORE', members, '-inf', '(' .. now)) do\n    remove(late, 'lost', retention)\nend\nlocal joined = ''\nlocal mine = redis.call('HGET', info, node)\nlocal started = now\nif mine then\n    local m_inc, m_started = string.match(mine, '^(%S+) (%d+)')\n    if m_inc == inc then\n        started = m_started\n    else\n        remove(node, 'lost', retention)\n        mine = nil\n    end\nend\nredis.call('ZADD', members, now + ttl, node)\nredis.call('HSET', info, node, table.concat({ inc, started, gen, workers, now, ttl }, ' '))\nif not mine and (known == '' or known == fleet) then\n    joined = event('join', node, '', retention)\nend\nreturn { fleet, joined, redis.call('ZCARD', members), now, redis.call('HGETALL', info) }\n")
+--- A graceful stop: the node leaves as "stopped". ARGV: node, incarnation, retention ms, interval ms.
+local LEAVE = script(PRELUDE .. "\nlocal node, inc, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])\ncatch_up(tonumber(ARGV[4]))\nlocal mine = redis.call('HGET', info, node)\nif mine and string.match(mine, '^(%S+)') == inc then\n    return remove(node, 'stopped', retention)\nend\nreturn ''\n")
 ____exports.keys = keys
 ____exports.PRESENCE = PRESENCE
 ____exports.LEAVE = LEAVE

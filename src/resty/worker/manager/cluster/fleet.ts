@@ -171,6 +171,7 @@ function round(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     const view = typeof last === "string" ? last : "";
     const args: (string | number)[] = [
         c.node, incarnation(d), known, math.floor((c.interval + c.failed) * 1000), gen, workers, retention(c),
+        math.floor(c.interval * 1000),
     ];
     if (known !== "") {
         // for a Redis that forgot the fleet: the members as this node saw them
@@ -244,7 +245,7 @@ function write_leave(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     if (red === undefined) {
         return cerr;
     }
-    const [res, err] = driver.run(red, scripts.LEAVE, fleet_keys, [c.node, incarnation(d), retention(c)]);
+    const [res, err] = driver.run(red, scripts.LEAVE, fleet_keys, [c.node, incarnation(d), retention(c), math.floor(c.interval * 1000)]);
     driver.done(red, c.redis, res === undefined);
     return res === undefined ? err : undefined;
 }

@@ -1,0 +1,117 @@
+# Nodes that fail in the ways machines do, on a real Redis: a whole node
+# killed and started again before the fleet noticed (it leaves as "lost",
+# then joins again), a whole node stopped with SIGSTOP past its deadline (a
+# partition: lost, then on SIGCONT it joins again as a new event), and the
+# fleet agent's worker killed (the events still run, once). Every member
+# runs every event once, in order.
+use strict;
+use warnings;
+use Test::More;
+use WorkerManager::Nginx;
+use WorkerManager::Check;
+use WorkerManager::Redis;
+
+my $redis = WorkerManager::Redis->new;
+$redis->start;
+
+sub node {
+    my ($name, %o) = @_;
+    my $cluster = sprintf '{ redis = %s, node = "%s", interval = %s, failed = %s, on_join = wm.fleet("join"), '
+                        . 'on_leave = wm.fleet("leave") }', $redis->address, $name, $o{interval} // 0.5,
+                          $o{failed} // 1;
+    return WorkerManager::Nginx->new(workers => 2, opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }});
+}
+
+# the fleet events a node ran, in order: "join n2 2", "leave n1 1 lost", ...
+sub events {
+    my ($n, %o) = @_;
+    return map { $_->{text} =~ /WMFLEET (\w+) node=(\S+) n=(\d+) reason=(\S+) /
+                 ? join(' ', $1, $2, $3, $4 eq 'nil' ? () : $4) : () }
+           $n->grep_log(qr/WMFLEET /, since => $o{since});
+}
+
+sub saw {
+    my ($n, $event, $label, %o) = @_;
+    return $n->wait_until(sub { grep { $_ eq $event } events($n, %o) }, desc => "[$label] '$event'",
+                          timeout => $o{timeout});
+}
+
+# --- restarted before its loss was noticed: leave "lost", then join (the
+# new start runs as another nginx prefix with the same node name: a new
+# shm, as after a machine's reboot)
+{
+    my $label = 'restart';
+    my $a = node('a');
+    my $b = node('b', failed => 30);    # its loss would take 30 s to notice
+    $a->start;
+    saw($a, 'join a 1', $label);
+    $b->start;
+    saw($a, 'join b 2', $label);
+    $b->signal_node('KILL');
+    my $b2 = node('b', failed => 30);
+    $b2->start;
+    $a->wait_until(sub { (grep { $_ eq 'join b 2' } events($a)) == 2 }, desc => "[$label] b joins again on a");
+    saw($b2, 'join b 2', $label);
+    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
+              "[$label] a: b joined, left as lost, joined again, in that order");
+    is_deeply([events($b2)], ['join b 2'], "[$label] b's new start: its own join (its predecessor's leave came before)");
+    $_->signal('QUIT') for $b2, $a;
+    ok($_->wait_exit, "[$label] QUIT stops the node") for $a, $b2;
+    checker_ok($_, label => $label) for $a, $b, $b2;
+    no_errors_ok($_, "[$label] no errors") for $a, $b, $b2;
+    $redis->restart;
+}
+
+# --- a partition: SIGSTOP of a whole node past its deadline, then SIGCONT
+{
+    my $label = 'partition';
+    my $a = node('a');
+    my $b = node('b');
+    $a->start;
+    saw($a, 'join a 1', $label);
+    $b->start;
+    saw($a, 'join b 2', $label);
+    my $mark = $a->mark;
+    $b->signal_node('STOP');
+    saw($a, 'leave b 1 lost', $label, since => $mark);
+    $b->signal_node('CONT');
+    $a->wait_until(sub { (grep { $_ eq 'join b 2' } events($a)) == 2 }, desc => "[$label] b joins again on a");
+    $b->wait_until(sub { (grep { $_ eq 'join b 2' } events($b)) == 2 }, desc => "[$label] b runs its rejoin");
+    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
+              "[$label] a: b lost, then back as a new join");
+    is_deeply([events($b)], ['join b 2', 'leave b 1 lost', 'join b 2'],
+              "[$label] b: its own loss and rejoin, each once");
+    $_->signal('QUIT') for $a, $b;
+    ok($_->wait_exit, "[$label] QUIT stops the node") for $a, $b;
+    checker_ok($_, label => $label) for $a, $b;
+    # b's workers missed their heartbeats while stopped: the module says so
+    no_errors_ok($a, "[$label] a: no errors");
+    no_errors_ok($b, "[$label] b: no errors but its stalled heartbeats", $MISSED_RE,
+                 qr/stopped beating|is alive but was not counted|exits after it was dropped/);
+    $redis->restart;
+}
+
+# --- the agent's worker killed: the events after it still run, once
+{
+    my $label = 'agent killed';
+    my $a = node('a');
+    my $b = node('b');
+    $a->start;
+    saw($a, 'join a 1', $label);
+    my ($agent) = map { /pid=(\d+)/ } map { $_->{text} } $a->grep_log(qr/WMFLEET join node=a /);
+    $a->kill_worker($agent, 'KILL');
+    $b->start;
+    saw($a, 'join b 2', $label);
+    $b->signal('QUIT');
+    ok($b->wait_exit, "[$label] QUIT stops b");
+    saw($a, 'leave b 1 stopped', $label);
+    $a->signal('QUIT');
+    ok($a->wait_exit, "[$label] QUIT stops a");
+    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 stopped'], "[$label] a ran each event once");
+    checker_ok($_, label => $label) for $a, $b;
+    no_errors_ok($a, "[$label] a: no errors but the kill", killed_allow($agent));
+    no_errors_ok($b, "[$label] b: no errors");
+}
+
+$redis->stop;
+done_testing;
