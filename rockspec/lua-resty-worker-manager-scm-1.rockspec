@@ -41,6 +41,7 @@ build = {
       ["resty.worker.manager.callbacks"] = "lib/resty/worker/manager/callbacks.lua",
       ["resty.worker.manager.cluster.driver"] = "lib/resty/worker/manager/cluster/driver.lua",
       ["resty.worker.manager.cluster.fleet"] = "lib/resty/worker/manager/cluster/fleet.lua",
+      ["resty.worker.manager.cluster.leases"] = "lib/resty/worker/manager/cluster/leases.lua",
       ["resty.worker.manager.cluster.options"] = "lib/resty/worker/manager/cluster/options.lua",
       ["resty.worker.manager.cluster.scripts"] = "lib/resty/worker/manager/cluster/scripts.lua",
       ["resty.worker.manager.crash_record"] = "lib/resty/worker/manager/crash_record.lua",

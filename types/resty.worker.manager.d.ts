@@ -228,8 +228,17 @@ declare module "resty.worker.manager" {
     /** every()'s function: one run of the periodic job, in the holder. */
     type SingletonFn = (this: void, name: string, token: number) => void;
 
+    /** "node" (the default): one worker of this node; "cluster": one worker of the whole fleet (opts.cluster). */
+    type SingletonScope = "node" | "cluster";
+
     interface SingletonJob {
         start: SingletonStart;
+        scope?: SingletonScope;
+    }
+
+    /** every()'s options. */
+    interface EveryOptions {
+        scope?: SingletonScope;
     }
 
     /** A job with a stop (a type of its own, so that the compiler checks that callback, as for on_crash). */
@@ -247,7 +256,7 @@ declare module "resty.worker.manager" {
     function singleton(this: void, name: string, job: SingletonJob): true;
 
     /** A periodic singleton: `fn(name, token)` runs in the holder at once, then every `interval` seconds. */
-    function every(this: void, name: string, interval: number, fn: SingletonFn): true;
+    function every(this: void, name: string, interval: number, fn: SingletonFn, opts?: EveryOptions): true;
 
     /** Whether this worker holds `name` now, and the holding's token (a fencing token). */
     function holds(this: void, name: string): LuaMultiReturn<[true, number] | [false, undefined]>;

@@ -266,7 +266,8 @@ function M.sj(kind, opts)
         local held, held_token = require("resty.worker.manager").holds(name)
         ngx.log(ngx.WARN, "WMSJ-ENTER ", kind, " name=", tostring(name), " token=", tostring(token),
                 " pid=", pid, " phase=", ngx.get_phase(), " reason=", tostring(why),
-                " held=", tostring(held), ":", tostring(held_token), " t=", hires())
+                " held=", tostring(held), ":", tostring(held_token),
+                opts.scope and " scope=" .. opts.scope or "", " t=", hires())
         local active = true
         if opts.when then
             active = opts.when(kind, name, token, why) and true or false
@@ -281,7 +282,7 @@ function M.sj(kind, opts)
             busy_sleep(opts.slow)
         end
         ngx.log(ngx.WARN, "WMSJ-LEAVE ", kind, " name=", tostring(name), " token=", tostring(token),
-                " pid=", pid, " t=", hires())
+                " pid=", pid, opts.scope and " scope=" .. opts.scope or "", " t=", hires())
         if active and opts.raise then
             error(opts.raise)
         end

@@ -1,5 +1,6 @@
 --[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
 local ____exports = {}
+local describe, check_scope, add_cluster, node
 local registry = require("resty.worker.manager.registry")
 local lock = require("resty.worker.manager.lock")
 local liveness = require("resty.worker.manager.liveness")
@@ -10,6 +11,7 @@ local resume = require("resty.worker.manager.resume")
 local singletons = require("resty.worker.manager.singletons")
 local fleet = require("resty.worker.manager.cluster.fleet")
 local cluster_options = require("resty.worker.manager.cluster.options")
+local leases = require("resty.worker.manager.cluster.leases")
 local ____callbacks = require("resty.worker.manager.callbacks")
 local run = ____callbacks.run
 local inside = ____callbacks.inside
@@ -23,6 +25,47 @@ local terminating = ____host.terminating
 local testing_config = ____host.testing_config
 local ____status = require("resty.worker.manager.status")
 local read_status = ____status.status
+function describe(value)
+    if type(value) == "string" then
+        return "string " .. string.format("%q", value)
+    end
+    if type(value) == "number" or type(value) == "boolean" then
+        return (type(value) .. " ") .. tostring(value)
+    end
+    return type(value)
+end
+function check_scope(fn, what, scope)
+    if scope == nil or scope == "node" then
+        return "node"
+    end
+    if scope ~= "cluster" then
+        error(
+            (((fn .. ": ") .. what) .. " must be \"node\" or \"cluster\", got ") .. describe(scope),
+            4
+        )
+    end
+    if (node and node.cluster) == nil then
+        error(fn .. ": scope \"cluster\" needs opts.cluster in on_init_by_lua", 4)
+    end
+    return "cluster"
+end
+function add_cluster(name, start, stop, fn, seconds)
+    local n = node
+    local internal = leases.add(
+        name,
+        start,
+        stop,
+        fn,
+        seconds
+    )
+    singletons.add(
+        internal,
+        nil,
+        leases.on_node_stop,
+        leases.round,
+        n.cluster.interval
+    )
+end
 local ERR = ngx.ERR
 local WARN = ngx.WARN
 local NOTICE = ngx.NOTICE
@@ -52,7 +95,6 @@ local UNDECIDED_STEP = 0.05
 -- (nginx sends KILL ~1.5 s after TERM), and in which steps (blocking).
 local FAST_STOP_WAIT = 0.5
 local FAST_STOP_STEP = 0.01
-local node
 local worker_hooked = false
 local worker
 --- `level`: where the error is reported, counted from here (3: the caller of the function that checks).
@@ -76,16 +118,6 @@ local function check_callback(name, cb)
         )
     end
     return cb
-end
---- How a bad value reads in an error: type, then the value where it says something.
-local function describe(value)
-    if type(value) == "string" then
-        return "string " .. string.format("%q", value)
-    end
-    if type(value) == "number" or type(value) == "boolean" then
-        return (type(value) .. " ") .. tostring(value)
-    end
-    return type(value)
 end
 local function check_seconds(name, value, fallback, level)
     if level == nil then
@@ -851,6 +883,7 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
     })
     if n.cluster ~= nil then
         fleet.attach(function() return g, registry.count(dict, g) end)
+        leases.setup(n.cluster, fleet.holder_id)
         singletons.add(
             fleet.AGENT,
             nil,
@@ -922,7 +955,7 @@ local function check_registration(fn, name)
     if not worker_hooked then
         error(fn .. " needs on_init_worker_by_lua in init_worker_by_lua* first", 3)
     end
-    if singletons.has(checked) then
+    if singletons.has(checked) or leases.has(checked) then
         error(((fn .. ": singleton '") .. checked) .. "' is registered twice in this worker", 3)
     end
     return checked
@@ -954,7 +987,19 @@ local function singleton(name, job)
             2
         )
     end
-    if worker ~= nil then
+    local scope = check_scope("singleton", "job.scope", j.scope)
+    if worker == nil then
+        return true
+    end
+    if scope == "cluster" then
+        add_cluster(
+            checked,
+            j.start,
+            j.stop,
+            nil,
+            0
+        )
+    else
         singletons.add(
             checked,
             j.start,
@@ -970,7 +1015,7 @@ end
 -- also when the job moves. Call like singleton().
 -- 
 -- @return true
-local function every(name, interval, fn)
+local function every(name, interval, fn, opts)
     local checked = check_registration("every", name)
     local seconds = check_seconds("every: interval", interval, 0, 3)
     if type(fn) ~= "function" then
@@ -979,7 +1024,25 @@ local function every(name, interval, fn)
             2
         )
     end
-    if worker ~= nil then
+    if opts ~= nil and type(opts) ~= "table" then
+        error(
+            "every: opts must be a table or nil, got " .. type(opts),
+            2
+        )
+    end
+    local scope = check_scope("every", "opts.scope", opts and opts.scope)
+    if worker == nil then
+        return true
+    end
+    if scope == "cluster" then
+        add_cluster(
+            checked,
+            nil,
+            nil,
+            fn,
+            seconds
+        )
+    else
         singletons.add(
             checked,
             nil,
@@ -994,6 +1057,9 @@ end
 -- token; false (and nil) otherwise. Any phase after init_worker.
 local function holds(name)
     check_name("holds", name, 3)
+    if leases.has(name) then
+        return leases.holds(name)
+    end
     return singletons.holds(name)
 end
 --- The node's current view: generations with their workers, the newest

@@ -16,14 +16,15 @@ import * as resume from "./manager/resume";
 import * as singletons from "./manager/singletons";
 import * as fleet from "./manager/cluster/fleet";
 import * as cluster_options from "./manager/cluster/options";
+import * as leases from "./manager/cluster/leases";
 import { run, inside } from "./manager/callbacks";
 import { log } from "./manager/log";
 import { free_dead_shm_mutex, pause, process_type, terminating, testing_config } from "./manager/host";
 import { status as read_status } from "./manager/status";
 import type {
-    Callback, ClusterOptions, CrashCallback, ExitReason, FleetCallback, FleetNode, LeaveReason, MasterCallback,
-    Options, OptionsWithCrash, RedisOptions, SingletonFn, SingletonJob, SingletonJobWithStop, SingletonStart,
-    SingletonStop, Status, StopReason, WorkerCallback,
+    Callback, ClusterOptions, CrashCallback, EveryOptions, ExitReason, FleetCallback, FleetNode, LeaveReason,
+    MasterCallback, Options, OptionsWithCrash, RedisOptions, SingletonFn, SingletonJob, SingletonJobWithStop,
+    SingletonScope, SingletonStart, SingletonStop, Status, StopReason, WorkerCallback,
 } from "resty.worker.manager";
 import type { ClusterConfig } from "./manager/cluster/options";
 
@@ -628,6 +629,7 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
     if (n.cluster !== undefined) {
         // the node's fleet agent: a node singleton like the users' own
         fleet.attach(() => $multi(g, registry.count(dict, g)));
+        leases.setup(n.cluster, fleet.holder_id);
         singletons.add(fleet.AGENT, undefined, undefined, fleet.agent, n.cluster.interval);
     }
 
@@ -685,7 +687,7 @@ function check_registration(fn: string, name: unknown): string {
     if (!worker_hooked) {
         error(fn + " needs on_init_worker_by_lua in init_worker_by_lua* first", 3);
     }
-    if (singletons.has(checked)) {
+    if (singletons.has(checked) || leases.has(checked)) {
         error(fn + ": singleton '" + checked + "' is registered twice in this worker", 3);
     }
     return checked;
@@ -703,14 +705,20 @@ function singleton(name: string, job: SingletonJob | SingletonJobWithStop): true
     if (type(job) !== "table") {
         error("singleton: job must be a table with a start function, got " + type(job), 2);
     }
-    const j = job as { start?: unknown; stop?: unknown };
+    const j = job as { start?: unknown; stop?: unknown; scope?: unknown };
     if (type(j.start) !== "function") {
         error("singleton: job.start must be a function, got " + type(j.start), 2);
     }
     if (j.stop !== undefined && type(j.stop) !== "function") {
         error("singleton: job.stop must be a function or nil, got " + type(j.stop), 2);
     }
-    if (worker !== undefined) {
+    const scope = check_scope("singleton", "job.scope", j.scope);
+    if (worker === undefined) {
+        return true;
+    }
+    if (scope === "cluster") {
+        add_cluster(checked, j.start as SingletonStart, j.stop as SingletonStop | undefined, undefined, 0);
+    } else {
         singletons.add(checked, j.start as SingletonStart, j.stop as SingletonStop | undefined, undefined, 0);
     }
     return true;
@@ -722,16 +730,47 @@ function singleton(name: string, job: SingletonJob | SingletonJobWithStop): true
  * also when the job moves. Call like singleton().
  * @return true
  */
-function every(name: string, interval: number, fn: SingletonFn): true {
+function every(name: string, interval: number, fn: SingletonFn, opts?: EveryOptions): true {
     const checked = check_registration("every", name);
     const seconds = check_seconds("every: interval", interval, 0, 3);
     if (type(fn) !== "function") {
         error("every: fn must be a function, got " + type(fn), 2);
     }
-    if (worker !== undefined) {
+    if (opts !== undefined && type(opts) !== "table") {
+        error("every: opts must be a table or nil, got " + type(opts), 2);
+    }
+    const scope = check_scope("every", "opts.scope", opts?.scope);
+    if (worker === undefined) {
+        return true;
+    }
+    if (scope === "cluster") {
+        add_cluster(checked, undefined, undefined, fn, seconds);
+    } else {
         singletons.add(checked, undefined, undefined, fn, seconds);
     }
     return true;
+}
+
+/** A singleton's scope: "node" (the default) or "cluster", which needs opts.cluster. */
+function check_scope(fn: string, what: string, scope: unknown): SingletonScope {
+    if (scope === undefined || scope === "node") {
+        return "node";
+    }
+    if (scope !== "cluster") {
+        error(fn + ": " + what + " must be \"node\" or \"cluster\", got " + describe(scope), 4);
+    }
+    if (node?.cluster === undefined) {
+        error(fn + ": scope \"cluster\" needs opts.cluster in on_init_by_lua", 4);
+    }
+    return "cluster";
+}
+
+/** A cluster singleton: a node singleton competes for its lease in Redis (cluster/leases.ts). */
+function add_cluster(name: string, start: SingletonStart | undefined, stop: SingletonStop | undefined,
+                     fn: SingletonFn | undefined, seconds: number): void {
+    const n = node as Node;
+    const internal = leases.add(name, start, stop, fn, seconds);
+    singletons.add(internal, undefined, leases.on_node_stop, leases.round, (n.cluster as ClusterConfig).interval);
 }
 
 /**
@@ -740,6 +779,9 @@ function every(name: string, interval: number, fn: SingletonFn): true {
  */
 function holds(name: string): LuaMultiReturn<[true, number] | [false, undefined]> {
     check_name("holds", name, 3);
+    if (leases.has(name)) {
+        return leases.holds(name) as LuaMultiReturn<[true, number] | [false, undefined]>;
+    }
     return singletons.holds(name) as LuaMultiReturn<[true, number] | [false, undefined]>;
 }
 
@@ -775,5 +817,5 @@ export {
 export type {
     Options, OptionsWithCrash, Callback, MasterCallback, WorkerCallback, CrashCallback, Status, ExitReason,
     SingletonJob, SingletonJobWithStop, SingletonStart, SingletonStop, SingletonFn, StopReason, ClusterOptions,
-    RedisOptions, FleetCallback, FleetNode, LeaveReason,
+    RedisOptions, FleetCallback, FleetNode, LeaveReason, SingletonScope, EveryOptions,
 };

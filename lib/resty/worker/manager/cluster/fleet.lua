@@ -337,6 +337,15 @@ local function nodes()
     end
     return list
 end
+--- Who this worker is in the fleet: "<node>/<incarnation>/<pid>" (a lease's holder).
+local function holder_id()
+    local c = config
+    local d = dict
+    if c == nil or d == nil then
+        return "?"
+    end
+    return (((c.node .. "/") .. incarnation(d)) .. "/") .. tostring(ngx.worker.pid())
+end
 ____exports.AGENT = AGENT
 ____exports.setup = setup
 ____exports.enabled = enabled
@@ -344,4 +353,5 @@ ____exports.attach = attach
 ____exports.agent = agent
 ____exports.leave_on_stop = leave_on_stop
 ____exports.nodes = nodes
+____exports.holder_id = holder_id
 return ____exports

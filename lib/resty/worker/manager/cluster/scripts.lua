@@ -11,10 +11,11 @@ local function keys(prefix)
         tag .. ":events",
         tag .. ":fleet",
         tag .. ":token",
-        tag .. ":clock"
+        tag .. ":clock",
+        tag .. ":born"
     }
 end
-local PRELUDE = "\nlocal members, info, events, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[6]\nlocal t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nlocal function catch_up(interval)\n    local last = tonumber(redis.call('GET', clock))\n    redis.call('SET', clock, tostring(now))\n    local gap = last and now - last - interval or 0\n    if gap > 0 then\n        local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')\n        for i = 1, #list, 2 do\n            redis.call('ZADD', members, tonumber(list[i + 1]) + gap, list[i])\n        end\n    end\nend\nlocal function event(kind, node, reason, retention)\n    local n = redis.call('ZCARD', members)\n    return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',\n                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason)\nend\nlocal function remove(node, reason, retention)\n    redis.call('ZREM', members, node)\n    redis.call('HDEL', info, node)\n    return event('leave', node, reason, retention)\nend\n"
+local PRELUDE = "\nlocal members, info, events, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[6]\nlocal t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nredis.call('SET', KEYS[7], tostring(now), 'NX')\nlocal function catch_up(interval)\n    local last = tonumber(redis.call('GET', clock))\n    redis.call('SET', clock, tostring(now))\n    local gap = last and now - last - interval or 0\n    if gap > 0 then\n        local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')\n        for i = 1, #list, 2 do\n            redis.call('ZADD', members, tonumber(list[i + 1]) + gap, list[i])\n        end\n    end\nend\nlocal function event(kind, node, reason, retention)\n    local n = redis.call('ZCARD', members)\n    return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',\n                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason)\nend\nlocal function remove(node, reason, retention)\n    redis.call('ZREM', members, node)\n    redis.call('HDEL', info, node)\n    return event('leave', node, reason, retention)\nend\n"
 --- A node's presence, every interval. ARGV: node, incarnation, the fleet id
 -- the node knows ("" for none yet), ttl ms (interval + failed), generation,
 -- workers, retention ms, interval ms, then the node's last view ("node
@@ -36,7 +37,27 @@ local PRELUDE = "\nlocal members, info, events, clock = KEYS[1], KEYS[2], KEYS[3
 local PRESENCE = script(PRELUDE .. "\nlocal node, inc, known, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\nlocal gen, workers, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])\ncatch_up(tonumber(ARGV[8]))\nlocal fleet = redis.call('GET', KEYS[4])\nif not fleet then\n    fleet = tostring(now) .. '-' .. node\n    redis.call('SET', KEYS[4], fleet)\n    if known ~= '' then\n        for i = 9, #ARGV do\n            local n, rest = string.match(ARGV[i], '^(%S+) (.+)$')\n            local r_ttl = tonumber(string.match(rest, '(%d+)$'))\n            if n and r_ttl and n ~= node then\n                redis.call('ZADD', members, now + r_ttl, n)\n                redis.call('HSET', info, n, rest)\n            end\n        end\n    end\nend\nfor _, late in ipairs(redis.call('ZRANGEBYSCORE', members, '-inf', '(' .. now)) do\n    remove(late, 'lost', retention)\nend\nlocal joined = ''\nlocal mine = redis.call('HGET', info, node)\nlocal started = now\nif mine then\n    local m_inc, m_started = string.match(mine, '^(%S+) (%d+)')\n    if m_inc == inc then\n        started = m_started\n    else\n        remove(node, 'lost', retention)\n        mine = nil\n    end\nend\nredis.call('ZADD', members, now + ttl, node)\nredis.call('HSET', info, node, table.concat({ inc, started, gen, workers, now, ttl }, ' '))\nif not mine and (known == '' or known == fleet) then\n    joined = event('join', node, '', retention)\nend\nreturn { fleet, joined, redis.call('ZCARD', members), now, redis.call('HGETALL', info) }\n")
 --- A graceful stop: the node leaves as "stopped". ARGV: node, incarnation, retention ms, interval ms.
 local LEAVE = script(PRELUDE .. "\nlocal node, inc, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])\ncatch_up(tonumber(ARGV[4]))\nlocal mine = redis.call('HGET', info, node)\nif mine and string.match(mine, '^(%S+)') == inc then\n    return remove(node, 'stopped', retention)\nend\nreturn ''\n")
+--- The lease key of cluster singleton `name`.
+local function lease_key(prefix, name)
+    return (("{" .. prefix) .. "}:lease:") .. name
+end
+local LEASE_PRELUDE = "\nlocal lease, counter, born = KEYS[8], KEYS[5], tonumber(redis.call('GET', KEYS[7]))\nlocal KEEP = 86400000\nlocal holder, token, expires = unpack(redis.call('HMGET', lease, 'holder', 'token', 'expires'))\ntoken, expires = tonumber(token), tonumber(expires)\n"
+--- Takes the lease if it is free or ran out. ARGV: holder id, lease ms,
+-- floor. Returns { 1, token } when taken (or already the caller's), else
+-- { 0, token of the holder }. A Redis whose data is younger than a lease
+-- (restarted empty) grants none yet: a holder it forgot may still count
+-- on its lease, until that lease would have run out.
+local ACQUIRE = script((PRELUDE .. LEASE_PRELUDE) .. "\nlocal me, ms, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\nif now < born + ms then\n    return { 0, token or 0 }\nend\nif holder and expires and expires > now then\n    if holder ~= me then\n        return { 0, token }\n    end\n    redis.call('HSET', lease, 'expires', tostring(now + ms))\n    redis.call('PEXPIRE', lease, KEEP)\n    return { 1, token }\nend\nlocal new = redis.call('INCR', counter)\nlocal least = math.max(floor or 0, token or 0)\nif new <= least then\n    new = least + 1\n    redis.call('SET', counter, tostring(new))\nend\nredis.call('HSET', lease, 'holder', me, 'token', tostring(new), 'expires', tostring(now + ms))\nredis.call('PEXPIRE', lease, KEEP)\nreturn { 1, new }\n")
+--- Extends the caller's lease. ARGV: holder id, token, lease ms. Returns 1,
+-- or 0 when the lease is no longer the caller's (taken over, or forgotten).
+local RENEW = script((PRELUDE .. LEASE_PRELUDE) .. "\nif holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then\n    return 0\nend\nredis.call('HSET', lease, 'expires', tostring(now + tonumber(ARGV[3])))\nredis.call('PEXPIRE', lease, KEEP)\nreturn 1\n")
+--- Gives the lease up at once (keeping its token). ARGV: holder id, token. Returns 1, or 0 if not the caller's.
+local RELEASE = script((PRELUDE .. LEASE_PRELUDE) .. "\nif holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then\n    return 0\nend\nredis.call('HSET', lease, 'expires', '0')\nreturn 1\n")
 ____exports.keys = keys
+____exports.lease_key = lease_key
 ____exports.PRESENCE = PRESENCE
 ____exports.LEAVE = LEAVE
+____exports.ACQUIRE = ACQUIRE
+____exports.RENEW = RENEW
+____exports.RELEASE = RELEASE
 return ____exports

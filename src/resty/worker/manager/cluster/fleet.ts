@@ -276,5 +276,15 @@ function nodes(): FleetNode[] {
     return list;
 }
 
-export { AGENT, setup, enabled, attach, agent, leave_on_stop, nodes };
+/** Who this worker is in the fleet: "<node>/<incarnation>/<pid>" (a lease's holder). */
+function holder_id(this: void): string {
+    const c = config;
+    const d = dict;
+    if (c === undefined || d === undefined) {
+        return "?";
+    }
+    return c.node + "/" + incarnation(d) + "/" + ngx.worker.pid();
+}
+
+export { AGENT, setup, enabled, attach, agent, leave_on_stop, nodes, holder_id };
 export type { Census };

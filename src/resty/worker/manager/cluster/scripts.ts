@@ -9,6 +9,7 @@
  *   {p}:fleet    this Redis's fleet id: a new one means Redis forgot the fleet
  *   {p}:token    the fencing token counter of cluster singletons
  *   {p}:clock    Redis's time when a script last ran
+ *   {p}:born     Redis's time when a script first ran in this Redis (its data's birth)
  *
  * The stream is trimmed by age (MINID) at each event, so it holds the
  * events of the last `retention` ms, whatever the number of starts.
@@ -20,7 +21,8 @@ import type { Script } from "./driver";
 /** The keys of a fleet with key prefix `prefix`, in the order the scripts take them. */
 function keys(prefix: string): string[] {
     const tag = "{" + prefix + "}";
-    return [tag + ":members", tag + ":info", tag + ":events", tag + ":fleet", tag + ":token", tag + ":clock"];
+    return [tag + ":members", tag + ":info", tag + ":events", tag + ":fleet", tag + ":token", tag + ":clock",
+            tag + ":born"];
 }
 
 // What every script starts with: Redis's time in ms; an event appended to
@@ -33,6 +35,7 @@ const PRELUDE = `
 local members, info, events, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[6]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[7], tostring(now), 'NX')
 local function catch_up(interval)
     local last = tonumber(redis.call('GET', clock))
     redis.call('SET', clock, tostring(now))
@@ -129,5 +132,76 @@ end
 return ''
 `);
 
-export { keys, PRESENCE, LEAVE };
+/** The lease key of cluster singleton `name`. */
+function lease_key(prefix: string, name: string): string {
+    return "{" + prefix + "}:lease:" + name;
+}
+
+// Cluster singletons: one lease per name (KEYS[8]), a hash of holder,
+// token and expiry (ms, Redis time). Tokens come from the one counter
+// {p}:token, never below a floor the caller saw (a Redis that lost writes
+// in a failover must not hand out a token twice). The key outlives its
+// last renewal by a day, then goes: a name dropped from the configuration
+// leaves nothing behind for long.
+const LEASE_PRELUDE = `
+local lease, counter, born = KEYS[8], KEYS[5], tonumber(redis.call('GET', KEYS[7]))
+local KEEP = 86400000
+local holder, token, expires = unpack(redis.call('HMGET', lease, 'holder', 'token', 'expires'))
+token, expires = tonumber(token), tonumber(expires)
+`;
+
+/**
+ * Takes the lease if it is free or ran out. ARGV: holder id, lease ms,
+ * floor. Returns { 1, token } when taken (or already the caller's), else
+ * { 0, token of the holder }. A Redis whose data is younger than a lease
+ * (restarted empty) grants none yet: a holder it forgot may still count
+ * on its lease, until that lease would have run out.
+ */
+const ACQUIRE = script(PRELUDE + LEASE_PRELUDE + `
+local me, ms, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if now < born + ms then
+    return { 0, token or 0 }
+end
+if holder and expires and expires > now then
+    if holder ~= me then
+        return { 0, token }
+    end
+    redis.call('HSET', lease, 'expires', tostring(now + ms))
+    redis.call('PEXPIRE', lease, KEEP)
+    return { 1, token }
+end
+local new = redis.call('INCR', counter)
+local least = math.max(floor or 0, token or 0)
+if new <= least then
+    new = least + 1
+    redis.call('SET', counter, tostring(new))
+end
+redis.call('HSET', lease, 'holder', me, 'token', tostring(new), 'expires', tostring(now + ms))
+redis.call('PEXPIRE', lease, KEEP)
+return { 1, new }
+`);
+
+/**
+ * Extends the caller's lease. ARGV: holder id, token, lease ms. Returns 1,
+ * or 0 when the lease is no longer the caller's (taken over, or forgotten).
+ */
+const RENEW = script(PRELUDE + LEASE_PRELUDE + `
+if holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('HSET', lease, 'expires', tostring(now + tonumber(ARGV[3])))
+redis.call('PEXPIRE', lease, KEEP)
+return 1
+`);
+
+/** Gives the lease up at once (keeping its token). ARGV: holder id, token. Returns 1, or 0 if not the caller's. */
+const RELEASE = script(PRELUDE + LEASE_PRELUDE + `
+if holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('HSET', lease, 'expires', '0')
+return 1
+`);
+
+export { keys, lease_key, PRESENCE, LEAVE, ACQUIRE, RENEW, RELEASE };
 export type { Script };

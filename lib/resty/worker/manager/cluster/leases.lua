@@ -1,0 +1,306 @@
+--[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
+local ____exports = {}
+local driver = require("resty.worker.manager.cluster.driver")
+local scripts = require("resty.worker.manager.cluster.scripts")
+local ____log = require("resty.worker.manager.log")
+local log = ____log.log
+local ERR = ngx.ERR
+local NOTICE = ngx.NOTICE
+local now = ngx.now
+local update_time = ngx.update_time
+local sleep = ngx.sleep
+local timer_at = ngx.timer.at
+local get_phase = ngx.get_phase
+--- What the node singleton that competes for a cluster name is called.
+local PREFIX = "[worker-manager] cluster "
+--- The share of the lease the holder counts on (from when it asked).
+local LEASE_SHARE = 0.8
+--- Poll step while a stop waits for a running start or fn.
+local WAIT_STEP = 0.01
+local config
+local function holder_id()
+    return "?"
+end
+local leases = {}
+--- In init_worker: the fleet's options, and who this worker is in the fleet.
+local function setup(c, who)
+    config = c
+    holder_id = who
+end
+local function has(name)
+    return leases[name] ~= nil
+end
+local function on_error(err)
+    return debug.traceback(
+        tostring(err),
+        2
+    )
+end
+local function call(what, l, token, f, reason)
+    local ok, err = xpcall(
+        f,
+        on_error,
+        l.name,
+        token,
+        reason
+    )
+    if not ok then
+        log(
+            ERR,
+            "cluster singleton '",
+            l.name,
+            "' ",
+            what,
+            " failed in worker ",
+            ngx.worker.pid(),
+            " (token ",
+            token,
+            "): ",
+            err
+        )
+    end
+end
+local function lease_ms(c)
+    return math.floor((c.interval + c.failed) * 1000)
+end
+--- Runs one lease script; the reply, or nil and an error text.
+local function ask(c, l, s, args)
+    local red, cerr = driver.connect(c.redis)
+    if red == nil then
+        return nil, cerr
+    end
+    local k = scripts.keys(c.prefix)
+    k[#k + 1] = scripts.lease_key(c.prefix, l.name)
+    local res, err = driver.run(red, s, k, args)
+    driver.done(red, c.redis, res == nil)
+    return res, err
+end
+--- The holding ends here: the user's stop (once its start ran), then forgotten.
+local function ____end(l, reason)
+    local token = l.token
+    if token == nil or l.ending then
+        return
+    end
+    l.ending = true
+    if l.started and l.stop ~= nil then
+        call(
+            "stop",
+            l,
+            token,
+            l.stop,
+            reason
+        )
+    end
+    l.token = nil
+    l.started = false
+    l.ending = false
+end
+--- The holding ran out or was taken over: "lost", now, or after the running start or fn.
+local function lose(l, why)
+    if l.token == nil or l.ending then
+        return
+    end
+    log(
+        NOTICE,
+        "worker ",
+        ngx.worker.pid(),
+        " lost cluster singleton '",
+        l.name,
+        "' (token ",
+        l.token,
+        "): ",
+        why
+    )
+    l.valid_until = 0
+    if l.busy then
+        l.lost = true
+    else
+        ____end(l, "lost")
+    end
+end
+--- Whether the holding still counts; ends it ("lost") when it ran out.
+local function valid(l)
+    update_time()
+    if l.token ~= nil and not l.lost and now() > l.valid_until then
+        lose(l, "its lease could not be renewed in time")
+    end
+    return l.token ~= nil and not l.ending and not l.lost
+end
+local function after_busy(l)
+    l.busy = false
+    if l.lost then
+        l.lost = false
+        ____end(l, "lost")
+    else
+        valid(l)
+    end
+end
+local function on_run(premature, l, token)
+    if premature or l.token ~= token or l.busy or not valid(l) then
+        return
+    end
+    update_time()
+    local began = now()
+    l.busy = true
+    l.started = true
+    if l.fn ~= nil then
+        call("fn", l, token, l.fn)
+    elseif l.start ~= nil then
+        call("start", l, token, l.start)
+    end
+    after_busy(l)
+    if l.fn ~= nil and l.token == token and not l.ending and not ngx.worker.exiting() then
+        update_time()
+        local ok, err = timer_at(
+            math.max(
+                0,
+                began + l.every - now()
+            ),
+            on_run,
+            l,
+            token
+        )
+        if not ok then
+            log(
+                ERR,
+                "could not start the timer of cluster singleton '",
+                l.name,
+                "': ",
+                err
+            )
+        end
+    end
+end
+--- The internal node singleton's every(): take or renew the lease.
+local function round(internal)
+    local c = config
+    local l = leases[string.sub(internal, #PREFIX + 1)]
+    if c == nil or l == nil then
+        return
+    end
+    update_time()
+    local asked = now()
+    local ms = lease_ms(c)
+    if l.token ~= nil then
+        if not valid(l) then
+            return
+        end
+        local res, err = ask(
+            c,
+            l,
+            scripts.RENEW,
+            {
+                holder_id(),
+                l.token,
+                ms
+            }
+        )
+        if res == 1 then
+            l.valid_until = asked + ms / 1000 * LEASE_SHARE
+        elseif res == 0 then
+            lose(l, "another node holds it now")
+        elseif err ~= nil then
+            valid(l)
+        end
+        return
+    end
+    local res = ask(
+        c,
+        l,
+        scripts.ACQUIRE,
+        {
+            holder_id(),
+            ms,
+            l.seen
+        }
+    )
+    if type(res) ~= "table" then
+        return
+    end
+    local taken, token = unpack(res, 1, 2)
+    l.seen = math.max(l.seen, token or 0)
+    if taken == 1 and not ngx.worker.exiting() then
+        l.token = token
+        l.valid_until = asked + ms / 1000 * LEASE_SHARE
+        l.started = false
+        local ok, terr = timer_at(0, on_run, l, token)
+        if not ok then
+            log(
+                ERR,
+                "could not start a timer for cluster singleton '",
+                l.name,
+                "': ",
+                terr,
+                "; starting it here"
+            )
+            on_run(false, l, token)
+        end
+    end
+end
+--- The internal node singleton's stop: this worker no longer competes for
+-- the name (reload, stop, exit, or dropped as stalled: "lost").
+local function on_node_stop(internal, _node_token, reason)
+    local c = config
+    local l = leases[string.sub(internal, #PREFIX + 1)]
+    if c == nil or l == nil or l.token == nil then
+        return
+    end
+    local token = l.token
+    local can_yield = get_phase() == "timer"
+    while can_yield and l.busy do
+        sleep(WAIT_STEP)
+    end
+    if l.token ~= token or not valid(l) then
+        return
+    end
+    ____end(l, reason or "stop")
+    if reason ~= "lost" and can_yield then
+        ask(
+            c,
+            l,
+            scripts.RELEASE,
+            {
+                holder_id(),
+                token
+            }
+        )
+    end
+end
+--- Registers cluster singleton `name` in this worker; returns the name of its node singleton.
+local function add(name, start, stop, fn, every)
+    leases[name] = {
+        name = name,
+        start = start,
+        stop = stop,
+        fn = fn,
+        every = every,
+        token = nil,
+        valid_until = 0,
+        busy = false,
+        started = false,
+        ending = false,
+        seen = 0,
+        lost = false
+    }
+    return PREFIX .. name
+end
+--- Whether this worker holds cluster singleton `name` now, and its token.
+local function holds(name)
+    local l = leases[name]
+    if l == nil or l.token == nil or l.lost then
+        return false, nil
+    end
+    update_time()
+    if now() > l.valid_until then
+        return false, nil
+    end
+    return true, l.token
+end
+____exports.PREFIX = PREFIX
+____exports.setup = setup
+____exports.has = has
+____exports.add = add
+____exports.holds = holds
+____exports.round = round
+____exports.on_node_stop = on_node_stop
+return ____exports

@@ -1,0 +1,268 @@
+/**
+ * Cluster singletons: one worker in the whole fleet runs the job.
+ *
+ * Two levels. In each node, a node singleton (singletons.ts) picks the one
+ * worker that competes for the name, and moves it through reloads, crashes
+ * and stalls. That worker holds a lease in Redis (scripts.ts: ACQUIRE,
+ * RENEW, RELEASE) with a fencing token from the fleet's one counter, and
+ * renews it every `interval`. The lease runs for `interval + failed` by
+ * Redis's clock; the holder counts its own holding as over sooner, at
+ * LEASE_SHARE of that from the moment it sent the request, so that it
+ * stops ("lost") before any other node can take the lease, even with
+ * clocks that tick at slightly different rates.
+ *
+ * The user's start and fn run in timers of their own, so a slow job never
+ * delays a renewal. A stop for a move of the node singleton (reload, stop,
+ * exit) waits for a running start or fn, runs, then releases the lease so
+ * that the next holder need not wait for it to run out.
+ */
+
+import * as driver from "./driver";
+import * as scripts from "./scripts";
+import { log } from "../log";
+import type { ClusterConfig } from "./options";
+import type { SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
+
+const ERR = ngx.ERR;
+const NOTICE = ngx.NOTICE;
+const now = ngx.now;
+const update_time = ngx.update_time;
+const sleep = ngx.sleep;
+const timer_at = ngx.timer.at;
+const get_phase = ngx.get_phase;
+
+/** What the node singleton that competes for a cluster name is called. */
+const PREFIX = "[worker-manager] cluster ";
+/** The share of the lease the holder counts on (from when it asked). */
+const LEASE_SHARE = 0.8;
+/** Poll step while a stop waits for a running start or fn. */
+const WAIT_STEP = 0.01;
+
+interface Lease {
+    name: string;
+    start: SingletonStart | undefined;
+    stop: SingletonStop | undefined;
+    fn: SingletonFn | undefined;
+    /** every(): seconds between runs. */
+    every: number;
+    /** The cluster holding's token; nil while not held here. */
+    token: number | undefined;
+    /** Local time until which the holding counts. */
+    valid_until: number;
+    /** A start or fn runs now. */
+    busy: boolean;
+    /** The user's start (or a first run) began in this holding. */
+    started: boolean;
+    /** The holding is ending: no more starts or runs. */
+    ending: boolean;
+    /** The highest token seen for the name (the floor for the next one). */
+    seen: number;
+    /** Lost while a start or fn ran: its stop runs once that returns. */
+    lost: boolean;
+}
+
+let config: ClusterConfig | undefined;
+let holder_id: (this: void) => string = () => "?";
+const leases: Record<string, Lease> = {};
+
+/** In init_worker: the fleet's options, and who this worker is in the fleet. */
+function setup(c: ClusterConfig, who: (this: void) => string): void {
+    config = c;
+    holder_id = who;
+}
+
+function has(name: string): boolean {
+    return leases[name] !== undefined;
+}
+
+function on_error(err: unknown): string {
+    return debug.traceback(tostring(err), 2);
+}
+
+function call(what: string, l: Lease, token: number, f: SingletonStop, reason?: StopReason): void {
+    const [ok, err] = xpcall(f, on_error, l.name, token, reason as StopReason);
+    if (!ok) {
+        log(ERR, "cluster singleton '", l.name, "' ", what, " failed in worker ", ngx.worker.pid(), " (token ",
+            token, "): ", err);
+    }
+}
+
+function lease_ms(c: ClusterConfig): number {
+    return math.floor((c.interval + c.failed) * 1000);
+}
+
+/** Runs one lease script; the reply, or nil and an error text. */
+function ask(c: ClusterConfig, l: Lease, s: driver.Script, args: (string | number)[]): LuaMultiReturn<[unknown, string | undefined]> {
+    const [red, cerr] = driver.connect(c.redis);
+    if (red === undefined) {
+        return $multi(undefined, cerr);
+    }
+    const k = scripts.keys(c.prefix);
+    k.push(scripts.lease_key(c.prefix, l.name));
+    const [res, err] = driver.run(red, s, k, args);
+    driver.done(red, c.redis, res === undefined);
+    return $multi(res, err);
+}
+
+/** The holding ends here: the user's stop (once its start ran), then forgotten. */
+function end(l: Lease, reason: StopReason): void {
+    const token = l.token;
+    if (token === undefined || l.ending) {
+        return;
+    }
+    l.ending = true;
+    if (l.started && l.stop !== undefined) {
+        call("stop", l, token, l.stop, reason);
+    }
+    l.token = undefined;
+    l.started = false;
+    l.ending = false;
+}
+
+/** The holding ran out or was taken over: "lost", now, or after the running start or fn. */
+function lose(l: Lease, why: string): void {
+    if (l.token === undefined || l.ending) {
+        return;
+    }
+    log(NOTICE, "worker ", ngx.worker.pid(), " lost cluster singleton '", l.name, "' (token ", l.token, "): ", why);
+    l.valid_until = 0;
+    if (l.busy) {
+        l.lost = true; // after_busy ends it
+    } else {
+        end(l, "lost");
+    }
+}
+
+/** Whether the holding still counts; ends it ("lost") when it ran out. */
+function valid(l: Lease): boolean {
+    update_time();
+    if (l.token !== undefined && !l.lost && now() > l.valid_until) {
+        lose(l, "its lease could not be renewed in time");
+    }
+    return l.token !== undefined && !l.ending && !l.lost;
+}
+
+function after_busy(l: Lease): void {
+    l.busy = false;
+    if (l.lost) {
+        l.lost = false;
+        end(l, "lost");
+    } else {
+        valid(l);
+    }
+}
+
+function on_run(premature: boolean, l: Lease, token: number): void {
+    if (premature || l.token !== token || l.busy || !valid(l)) {
+        return;
+    }
+    update_time();
+    const began = now();
+    l.busy = true;
+    l.started = true;
+    if (l.fn !== undefined) {
+        call("fn", l, token, l.fn as SingletonStop);
+    } else if (l.start !== undefined) {
+        call("start", l, token, l.start as SingletonStop);
+    }
+    after_busy(l);
+    if (l.fn !== undefined && l.token === token && !l.ending && !ngx.worker.exiting()) {
+        update_time();
+        const [ok, err] = timer_at(math.max(0, began + l.every - now()), on_run, l, token);
+        if (!ok) {
+            log(ERR, "could not start the timer of cluster singleton '", l.name, "': ", err);
+        }
+    }
+}
+
+/** The internal node singleton's every(): take or renew the lease. */
+function round(this: void, internal: string): void {
+    const c = config;
+    const l = leases[string.sub(internal, PREFIX.length + 1)];
+    if (c === undefined || l === undefined) {
+        return;
+    }
+    update_time();
+    const asked = now();
+    const ms = lease_ms(c);
+    if (l.token !== undefined) {
+        if (!valid(l)) {
+            return;
+        }
+        const [res, err] = ask(c, l, scripts.RENEW, [holder_id(), l.token, ms]);
+        if (res === 1) {
+            l.valid_until = asked + (ms / 1000) * LEASE_SHARE;
+        } else if (res === 0) {
+            lose(l, "another node holds it now");
+        } else if (err !== undefined) {
+            valid(l);
+        }
+        return;
+    }
+    const [res] = ask(c, l, scripts.ACQUIRE, [holder_id(), ms, l.seen]);
+    if (type(res) !== "table") {
+        return;
+    }
+    const [taken, token] = res as [number, number];
+    l.seen = math.max(l.seen, token ?? 0);
+    if (taken === 1 && !ngx.worker.exiting()) {
+        l.token = token;
+        l.valid_until = asked + (ms / 1000) * LEASE_SHARE;
+        l.started = false;
+        const [ok, terr] = timer_at(0, on_run, l, token);
+        if (!ok) {
+            log(ERR, "could not start a timer for cluster singleton '", l.name, "': ", terr, "; starting it here");
+            on_run(false, l, token);
+        }
+    }
+}
+
+/**
+ * The internal node singleton's stop: this worker no longer competes for
+ * the name (reload, stop, exit, or dropped as stalled: "lost").
+ */
+function on_node_stop(this: void, internal: string, _node_token: number, reason?: StopReason): void {
+    const c = config;
+    const l = leases[string.sub(internal, PREFIX.length + 1)];
+    if (c === undefined || l === undefined || l.token === undefined) {
+        return;
+    }
+    const token = l.token;
+    const can_yield = get_phase() === "timer";
+    while (can_yield && l.busy) {
+        sleep(WAIT_STEP);
+    }
+    if (l.token !== token || !valid(l)) {
+        return; // (a holding that ran out meanwhile ended as "lost")
+    }
+    end(l, reason ?? "stop");
+    if (reason !== "lost" && can_yield) {
+        ask(c, l, scripts.RELEASE, [holder_id(), token]);
+    }
+}
+
+/** Registers cluster singleton `name` in this worker; returns the name of its node singleton. */
+function add(name: string, start: SingletonStart | undefined, stop: SingletonStop | undefined,
+             fn: SingletonFn | undefined, every: number): string {
+    leases[name] = {
+        name, start, stop, fn, every, token: undefined, valid_until: 0, busy: false, started: false, ending: false,
+        seen: 0, lost: false,
+    };
+    return PREFIX + name;
+}
+
+/** Whether this worker holds cluster singleton `name` now, and its token. */
+function holds(name: string): LuaMultiReturn<[boolean, number | undefined]> {
+    const l = leases[name];
+    // (true in its stop too, but a "lost" one)
+    if (l === undefined || l.token === undefined || l.lost) {
+        return $multi(false, undefined);
+    }
+    update_time();
+    if (now() > l.valid_until) {
+        return $multi(false, undefined);
+    }
+    return $multi(true, l.token);
+}
+
+export { PREFIX, setup, has, add, holds, round, on_node_stop };

@@ -1,0 +1,177 @@
+# A cluster singleton (scope = "cluster") on a real Redis and real nginx
+# nodes: one holder in the whole fleet, tokens strictly increasing across
+# it, through a reload of the holder's node, its graceful stop, its node
+# killed with -9, its node frozen past the lease (a partition: on SIGCONT
+# its stop "lost" runs before anything else of it), and Redis restarted
+# empty. Every holding's start begins only after the previous holding's
+# stop returned, except where the previous holder's node was killed or
+# frozen (then no stop can run in it first).
+use strict;
+use warnings;
+use Test::More;
+use WorkerManager::Nginx;
+use WorkerManager::Check;
+use WorkerManager::Redis;
+
+my $redis = WorkerManager::Redis->new;
+$redis->start;
+
+my @all;    # every node, for the fleet-wide checks
+my %name_of;
+
+sub node {
+    my ($name) = @_;
+    my $cluster = sprintf '{ redis = %s, node = "%s", interval = 0.5, failed = 1 }', $redis->address, $name;
+    my $n = WorkerManager::Nginx->new(
+        workers => 2,
+        opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
+        http_extra => 'lua_socket_log_errors off;',
+        init_worker_after => q{require("resty.worker.manager").singleton("job", { scope = "cluster",
+                                  start = wm.sj("start", { scope = "cluster" }),
+                                  stop = wm.sj("stop", { scope = "cluster" }) })},
+    );
+    push @all, $n;
+    $name_of{"$n"} = $name;
+    $n->start;
+    return $n;
+}
+
+# every WMSJ line of the job in the fleet, in time order, with its node
+sub fleet_sj {
+    my @e;
+    for my $n (@all) {
+        for ($n->grep_log(qr/WMSJ-(?:ENTER|LEAVE) \w+ name=job /)) {
+            my ($edge, $kind, $token, $pid, $t) = $_->{text} =~ /WMSJ-(ENTER|LEAVE) (\w+) name=job token=(\d+) pid=(\d+) .*?t=([\d.]+)/
+                or next;
+            my ($reason) = $_->{text} =~ / reason=(\S+)/;
+            push @e, { node => $name_of{"$n"}, n => $n, edge => $edge, kind => $kind, token => $token, pid => $pid,
+                       t => $t, reason => $reason // '' };
+        }
+    }
+    return sort { $a->{t} <=> $b->{t} } @e;
+}
+
+# the current holding: the last start in the fleet (once `$after` is passed)
+sub holding_after {
+    my ($after, $label) = @_;
+    my $h;
+    $all[0]->wait_until(sub {
+        ($h) = grep { $_->{edge} eq 'ENTER' && $_->{kind} eq 'start' && $_->{token} > $after } reverse fleet_sj();
+        return $h;
+    }, desc => "[$label] a start with a token above $after somewhere in the fleet", timeout => 30);
+    note "[$label] token $h->{token} held in node $h->{node}, worker $h->{pid}";
+    return $h;
+}
+
+sub stop_of {
+    my ($h, %o) = @_;
+    return grep { $_->{kind} eq 'stop' && $_->{token} == $h->{token} && $_->{edge} eq ($o{edge} // 'LEAVE') } fleet_sj();
+}
+
+my %n = map { $_ => node($_) } qw(n1 n2 n3);
+my %gone;    # nodes killed or frozen: their holding may end without a stop first
+
+# --- one holder
+my $h = holding_after(0, 'start');
+
+# --- reload of the holder's node: stop "reload", then a new holding
+{
+    my $label = 'reload';
+    $h->{n}->signal('HUP');
+    my $next = holding_after($h->{token}, $label);
+    my ($stop) = stop_of($h);
+    ok($stop && $stop->{t} < $next->{t}, "[$label] the old holder's stop returned before the next start");
+    my ($enter) = stop_of($h, edge => 'ENTER');
+    is($enter && $enter->{reason}, 'reload', "[$label] its reason: reload");
+    $h = $next;
+}
+
+# --- graceful stop of the holder's node: stop "stop", then another node
+{
+    my $label = 'stop';
+    my $was = $h->{n};
+    $was->signal('QUIT');
+    ok($was->wait_exit, "[$label] QUIT stops node $h->{node}");
+    my $next = holding_after($h->{token}, $label);
+    isnt($next->{node}, $h->{node}, "[$label] another node holds it: $next->{node}");
+    my ($enter) = stop_of($h, edge => 'ENTER');
+    is($enter && $enter->{reason}, 'stop', "[$label] the old holder's stop said stop");
+    $h = $next;
+    $n{n4} = node('n4');
+}
+
+# --- the holder's node killed with -9
+{
+    my $label = 'kill -9';
+    $gone{ $h->{node} } = 1;
+    $h->{n}->signal_node('KILL');
+    my $next = holding_after($h->{token}, $label);
+    isnt($next->{node}, $h->{node}, "[$label] another node holds it: $next->{node}");
+    $h = $next;
+    $n{n5} = node('n5');
+}
+
+# --- the holder's node frozen past its lease, then thawed: "lost" first
+{
+    my $label = 'partition';
+    my $frozen = $h;
+    $gone{ $h->{node} } = 1;
+    my $mark = $h->{n}->mark;
+    $h->{n}->signal_node('STOP');
+    my $next = holding_after($h->{token}, $label);
+    isnt($next->{node}, $frozen->{node}, "[$label] another node holds it: $next->{node}");
+    $frozen->{n}->signal_node('CONT');
+    my ($lost) = $frozen->{n}->wait_log(qr/WMSJ-ENTER stop name=job token=$frozen->{token} .* reason=lost /,
+                                       since => $mark, desc => "[$label] the thawed holder's stop, lost");
+    ok($lost, "[$label] the thawed holder ran stop(\"lost\") for token $frozen->{token}");
+    my @after = grep { $_->{idx} < $lost->{idx} } $frozen->{n}->grep_log(qr/WMSJ-ENTER (?:start|fn) name=job /, since => $mark);
+    is(scalar @after, 0, "[$label] nothing of the job ran in it before that stop");
+    $h = $next;
+}
+
+# --- Redis restarted empty: the holder finds its lease gone and stops; the
+# next holding waits a lease, and its token is still higher
+{
+    my $label = 'redis restart';
+    $redis->restart;
+    my $next = holding_after($h->{token}, $label);
+    my ($stop) = stop_of($h);
+    ok($stop && $stop->{t} < $next->{t}, "[$label] the old holder's stop returned before the next start");
+    $h = $next;
+}
+
+# --- the end: QUIT every node still running
+for my $n (@all) {
+    next unless $n->master_pid && $n->alive($n->master_pid);
+    $n->signal('QUIT');
+    ok($n->wait_exit, "QUIT stops $name_of{$n}");
+}
+
+# fleet-wide: tokens strictly increasing with the starts; each start after
+# the previous holding's stop returned (unless its node was killed/frozen)
+{
+    my @e = fleet_sj();
+    my @starts = grep { $_->{edge} eq 'ENTER' && $_->{kind} eq 'start' } @e;
+    my @tokens = map { $_->{token} } @starts;
+    is_deeply(\@tokens, [sort { $a <=> $b } @tokens], 'tokens increase with the starts, fleet-wide: @tokens');
+    my %seen;
+    is(scalar(grep { $seen{$_}++ } @tokens), 0, 'no token started twice');
+    my @bad;
+    for my $i (1 .. $#starts) {
+        my ($prev, $cur) = @starts[ $i - 1, $i ];
+        next if $gone{ $prev->{node} };
+        my ($leave) = grep { $_->{edge} eq 'LEAVE' && $_->{kind} eq 'stop' && $_->{token} == $prev->{token} } @e;
+        push @bad, "token $cur->{token} started in $cur->{node} before token $prev->{token}'s stop returned in $prev->{node}"
+            unless $leave && $leave->{t} <= $cur->{t};
+    }
+    is_deeply(\@bad, [], 'one holder at a time in the fleet');
+}
+
+for my $n (@all) {
+    my $name = $name_of{"$n"};
+    checker_ok($n, label => $name) unless $gone{$name};
+    no_errors_ok($n, "$name: no errors but its stalls", $MISSED_RE,
+                 qr/stopped beating|is alive but was not counted|exits after it was dropped/);
+}
+$redis->stop;
+done_testing;
