@@ -883,7 +883,7 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
     })
     if n.cluster ~= nil then
         fleet.attach(function() return g, registry.count(dict, g) end)
-        leases.setup(n.cluster, fleet.holder_id)
+        leases.setup(n.cluster, dict, fleet.holder_id)
         singletons.add(
             fleet.AGENT,
             nil,

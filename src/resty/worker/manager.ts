@@ -629,7 +629,7 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
     if (n.cluster !== undefined) {
         // the node's fleet agent: a node singleton like the users' own
         fleet.attach(() => $multi(g, registry.count(dict, g)));
-        leases.setup(n.cluster, fleet.holder_id);
+        leases.setup(n.cluster, dict, fleet.holder_id);
         singletons.add(fleet.AGENT, undefined, undefined, fleet.agent, n.cluster.interval);
     }
 

@@ -97,12 +97,17 @@ local FLEET_VIEW = PREFIX .. "f:view"
 local FLEET_OUTAGE = PREFIX .. "f:outage"
 --- Set once the node's leave was written to Redis on its stop.
 local FLEET_LEFT = PREFIX .. "f:left"
+--- The highest token of cluster singleton `name` this node saw: the floor of its next one.
+local function fleet_seen(name)
+    return (PREFIX .. "f:seen:") .. name
+end
 ____exports.FLEET_INCARNATION = FLEET_INCARNATION
 ____exports.FLEET_ID = FLEET_ID
 ____exports.FLEET_CURSOR = FLEET_CURSOR
 ____exports.FLEET_VIEW = FLEET_VIEW
 ____exports.FLEET_OUTAGE = FLEET_OUTAGE
 ____exports.FLEET_LEFT = FLEET_LEFT
+____exports.fleet_seen = fleet_seen
 ____exports.holder = holder
 ____exports.token = token
 ____exports.registered = registered

@@ -141,8 +141,13 @@ const FLEET_OUTAGE = PREFIX + "f:outage";
 /** Set once the node's leave was written to Redis on its stop. */
 const FLEET_LEFT = PREFIX + "f:left";
 
+/** The highest token of cluster singleton `name` this node saw: the floor of its next one. */
+function fleet_seen(name: string): string {
+    return PREFIX + "f:seen:" + name;
+}
+
 export {
-    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT,
+    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, fleet_seen,
     holder, token, registered, NAMES, EPOCH,
     PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,

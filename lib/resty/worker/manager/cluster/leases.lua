@@ -1,6 +1,7 @@
 --[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
 local ____exports = {}
 local driver = require("resty.worker.manager.cluster.driver")
+local keys = require("resty.worker.manager.keys")
 local scripts = require("resty.worker.manager.cluster.scripts")
 local ____log = require("resty.worker.manager.log")
 local log = ____log.log
@@ -18,14 +19,29 @@ local LEASE_SHARE = 0.8
 --- Poll step while a stop waits for a running start or fn.
 local WAIT_STEP = 0.01
 local config
+local dict
 local function holder_id()
     return "?"
 end
 local leases = {}
 --- In init_worker: the fleet's options, and who this worker is in the fleet.
-local function setup(c, who)
+local function setup(c, d, who)
     config = c
+    dict = d
     holder_id = who
+end
+--- The highest token of `name` the node saw (any of its workers): the floor of the next one.
+local function seen(name)
+    local v = dict:get(keys.fleet_seen(name))
+    return type(v) == "number" and v or 0
+end
+local function saw(name, token)
+    if token > seen(name) then
+        dict:set(
+            keys.fleet_seen(name),
+            token
+        )
+    end
 end
 local function has(name)
     return leases[name] ~= nil
@@ -211,14 +227,14 @@ local function round(internal)
         {
             holder_id(),
             ms,
-            l.seen
+            seen(l.name)
         }
     )
     if type(res) ~= "table" then
         return
     end
     local taken, token = unpack(res, 1, 2)
-    l.seen = math.max(l.seen, token or 0)
+    saw(l.name, token or 0)
     if taken == 1 and not ngx.worker.exiting() then
         l.token = token
         l.valid_until = asked + ms / 1000 * LEASE_SHARE
@@ -279,7 +295,6 @@ local function add(name, start, stop, fn, every)
         busy = false,
         started = false,
         ending = false,
-        seen = 0,
         lost = false
     }
     return PREFIX .. name

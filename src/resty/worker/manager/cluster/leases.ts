@@ -18,6 +18,7 @@
  */
 
 import * as driver from "./driver";
+import * as keys from "../keys";
 import * as scripts from "./scripts";
 import { log } from "../log";
 import type { ClusterConfig } from "./options";
@@ -55,20 +56,32 @@ interface Lease {
     started: boolean;
     /** The holding is ending: no more starts or runs. */
     ending: boolean;
-    /** The highest token seen for the name (the floor for the next one). */
-    seen: number;
     /** Lost while a start or fn ran: its stop runs once that returns. */
     lost: boolean;
 }
 
 let config: ClusterConfig | undefined;
+let dict: NgxSharedDict | undefined;
 let holder_id: (this: void) => string = () => "?";
 const leases: Record<string, Lease> = {};
 
 /** In init_worker: the fleet's options, and who this worker is in the fleet. */
-function setup(c: ClusterConfig, who: (this: void) => string): void {
+function setup(c: ClusterConfig, d: NgxSharedDict, who: (this: void) => string): void {
     config = c;
+    dict = d;
     holder_id = who;
+}
+
+/** The highest token of `name` the node saw (any of its workers): the floor of the next one. */
+function seen(name: string): number {
+    const [v] = (dict as NgxSharedDict).get(keys.fleet_seen(name));
+    return typeof v === "number" ? v : 0;
+}
+
+function saw(name: string, token: number): void {
+    if (token > seen(name)) {
+        (dict as NgxSharedDict).set(keys.fleet_seen(name), token);
+    }
 }
 
 function has(name: string): boolean {
@@ -199,12 +212,12 @@ function round(this: void, internal: string): void {
         }
         return;
     }
-    const [res] = ask(c, l, scripts.ACQUIRE, [holder_id(), ms, l.seen]);
+    const [res] = ask(c, l, scripts.ACQUIRE, [holder_id(), ms, seen(l.name)]);
     if (type(res) !== "table") {
         return;
     }
     const [taken, token] = res as [number, number];
-    l.seen = math.max(l.seen, token ?? 0);
+    saw(l.name, token ?? 0);
     if (taken === 1 && !ngx.worker.exiting()) {
         l.token = token;
         l.valid_until = asked + (ms / 1000) * LEASE_SHARE;
@@ -246,7 +259,7 @@ function add(name: string, start: SingletonStart | undefined, stop: SingletonSto
              fn: SingletonFn | undefined, every: number): string {
     leases[name] = {
         name, start, stop, fn, every, token: undefined, valid_until: 0, busy: false, started: false, ending: false,
-        seen: 0, lost: false,
+        lost: false,
     };
     return PREFIX + name;
 }
