@@ -10,7 +10,7 @@ local MIN_SECONDS = 0.01
 local MAX_SECONDS = 3600
 local MAX_NODE = 200
 local function describe(value)
-    return type(value) == "string" and ("\"" .. value) .. "\"" or (type(value) == "number" and tostring(value) or type(value))
+    return type(value) == "string" and string.format("%q", value) or (type(value) == "number" and tostring(value) or type(value))
 end
 local function fail(name, want, value, level)
     error(
@@ -49,7 +49,11 @@ local function port_of(name, value, level)
 end
 local function sentinels_of(value, level)
     if type(value) ~= "table" or #value == 0 then
-        fail("redis.sentinels", "a list of { host = ..., port = ... }", value, level + 1)
+        local empty = type(value) == "table" and (next(value)) == nil
+        error(
+            "opts.cluster.redis.sentinels must be a non-empty list of { host = ..., port = ... }, got " .. (empty and "an empty table" or describe(value)),
+            level
+        )
     end
     local list = {}
     local given = value
@@ -112,6 +116,12 @@ local function redis_of(value, level)
     local pool_size = r.pool_size or DEFAULT_POOL
     if type(pool_size) ~= "number" or pool_size % 1 ~= 0 or pool_size < 1 then
         fail("redis.pool_size", "a whole number of connections (1 or more)", pool_size, level + 1)
+    end
+    if r.password ~= nil and (type(r.password) ~= "string" or r.password == "") then
+        error(
+            "opts.cluster.redis.password must be a non-empty string, got " .. (r.password == "" and "\"\"" or type(r.password)),
+            level
+        )
     end
     local port = port_of("redis.port", r.port, level + 1)
     local ____temp_3

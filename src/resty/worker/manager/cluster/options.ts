@@ -48,7 +48,9 @@ interface ClusterConfig {
 }
 
 function describe(value: unknown): string {
-    return typeof value === "string" ? "\"" + value + "\"" : type(value) === "number" ? tostring(value) : type(value);
+    // %q shows control characters, which a plain quote would hide
+    return typeof value === "string" ? string.format("%q", value) : type(value) === "number" ? tostring(value)
+        : type(value);
 }
 
 function fail(name: string, want: string, value: unknown, level: number): never {
@@ -84,7 +86,9 @@ function port_of(name: string, value: unknown, level: number): number {
 
 function sentinels_of(value: unknown, level: number): { host: string; port: number }[] {
     if (type(value) !== "table" || (value as unknown[]).length === 0) {
-        fail("redis.sentinels", "a list of { host = ..., port = ... }", value, level + 1);
+        const empty = type(value) === "table" && next(value as object)[0] === undefined;
+        error("opts.cluster.redis.sentinels must be a non-empty list of { host = ..., port = ... }, got "
+              + (empty ? "an empty table" : describe(value)), level);
     }
     const list: { host: string; port: number }[] = [];
     const given = value as unknown[];
@@ -131,6 +135,11 @@ function redis_of(value: unknown, level: number): RedisTarget {
     const pool_size = r.pool_size ?? DEFAULT_POOL;
     if (typeof pool_size !== "number" || pool_size % 1 !== 0 || pool_size < 1) {
         fail("redis.pool_size", "a whole number of connections (1 or more)", pool_size, level + 1);
+    }
+    if (r.password !== undefined && (typeof r.password !== "string" || r.password === "")) {
+        // (the value itself stays out of the log: it may be the password)
+        error("opts.cluster.redis.password must be a non-empty string, got "
+              + (r.password === "" ? "\"\"" : type(r.password)), level);
     }
     const port = port_of("redis.port", r.port, level + 1);
     const unix = path === undefined ? undefined : string.sub(path, 1, 5) === "unix:" ? path : "unix:" + path;
