@@ -535,4 +535,39 @@ my $NOCOUNT = "[worker-manager] worker 2-104 could not be counted (no room for i
     is(scalar($n->errors), 0, '... and none of them at error level');
 }
 
+# ---- cluster singletons over several nodes' logs
+# (SingletonCheck::fleet_singleton_errors): a clean handover passes, and a
+# start before the previous stop returned, a token reused or going back
+# are caught, unless the previous holder's node was killed or frozen
+{
+    use WorkerManager::SingletonCheck;
+    # [edge, kind, token, pid, t] as wm_test.lua's sj(kind, { scope = "cluster" }) logs them
+    my $cj = sub {
+        my ($edge, $kind, $token, $pid, $t, $reason) = @_;
+        return [w => $pid, sprintf('WMSJ-%s %s name=job token=%d pid=%d phase=timer reason=%s held=true:%d scope=cluster t=%.6f',
+                                   $edge, $kind, $token, $pid, $reason // 'nil', $token, $T0 + $t), 'warn'];
+    };
+    my $fleet = sub {
+        my ($a, $b, %gone) = @_;
+        return fleet_singleton_errors(nodes => [ [a => write_log(@$a)], [b => write_log(@$b)] ], gone => \%gone);
+    };
+    my @a = ($cj->(qw(ENTER start 1 101 1.0)), $cj->(qw(LEAVE start 1 101 1.1)),
+             $cj->('ENTER', 'stop', 1, 101, 2.0, 'stop'), $cj->(qw(LEAVE stop 1 101 2.1)));
+    my @b = ($cj->(qw(ENTER start 2 201 2.5)), $cj->(qw(LEAVE start 2 201 2.6)));
+    is_deeply([ $fleet->(\@a, \@b) ], [], 'fleet: a start after the previous stop returned passes');
+    my @early = ($cj->(qw(ENTER start 2 201 2.05)), $cj->(qw(LEAVE start 2 201 2.06)));
+    my @err = $fleet->(\@a, \@early);
+    ok((grep { /token 2 started in b .* before token 1's stop returned in a/ } @err), 'fleet: a start before the stop returned is caught')
+        or diag join "\n", @err;
+    @err = $fleet->([ @a[0, 1] ], \@b);
+    ok((grep { /before token 1's stop returned in a \(it never did\)/ } @err), 'fleet: a holding that never stopped is caught');
+    is_deeply([ $fleet->([ @a[0, 1] ], \@b, a => 1) ], [], '... unless its node was killed or frozen');
+    my @again = ($cj->(qw(ENTER start 1 201 2.5)), $cj->(qw(LEAVE start 1 201 2.6)));
+    @err = $fleet->(\@a, \@again);
+    ok((grep { /token 1 started twice/ } @err), 'fleet: a token started twice is caught');
+    my @back = ($cj->(qw(ENTER start 0 201 2.5)), $cj->(qw(LEAVE start 0 201 2.6)));
+    @err = $fleet->(\@a, \@back);
+    ok((grep { /token 0 in b started after token 1/ } @err), 'fleet: a token that goes back is caught');
+}
+
 done_testing;

@@ -26,7 +26,7 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 
-our @EXPORT = qw(sj_events singleton_errors singletons_ok freed_notice_re);
+our @EXPORT = qw(sj_events singleton_errors singletons_ok freed_notice_re fleet_singleton_errors fleet_singletons_ok);
 
 my $FREED_RE = qr/singleton '(.+?)' \(token (\d+)\) of worker \d+-(\d+) is free again: its holder (crashed|stopped beating)/;
 my $GONE_RE = qr/singleton '(.+?)' \(token (\d+)\) was held by worker \d+-(\d+), which is gone( after it stopped the job)?/;
@@ -171,6 +171,55 @@ sub singleton_errors {
         }
     }
     return @err;
+}
+
+# The fleet-wide rule for cluster singletons (sj(kind, { scope = "cluster" })
+# lines), over every node's log, by the lines' t= time stamps (one machine,
+# one clock):
+#   tokens     a name's starts carry strictly increasing tokens, none twice
+#   one holder a start begins only after the previous holding's stop
+#              returned, unless the previous holder's node was killed or
+#              frozen (`gone`: then no stop could run in it first)
+# fleet_singleton_errors(nodes => [[label, $n], ...], gone => { label => 1 })
+sub fleet_singleton_errors {
+    my (%o) = @_;
+    my $gone = $o{gone} // {};
+    my %by_name;
+    for my $pair (@{ $o{nodes} }) {
+        my ($label, $n) = @$pair;
+        for my $e (sj_events($n, cluster => 1)) {
+            next unless ($e->{scope} // '') eq 'cluster' && defined $e->{t};
+            push @{ $by_name{ $e->{name} } }, { %$e, node => $label };
+        }
+    }
+    my @err;
+    for my $name (sort keys %by_name) {
+        my @e = sort { $a->{t} <=> $b->{t} } @{ $by_name{$name} };
+        my @starts = grep { $_->{edge} eq 'ENTER' && $_->{kind} eq 'start' } @e;
+        my %seen;
+        for my $i (0 .. $#starts) {
+            my $cur = $starts[$i];
+            push @err, "'$name': token $cur->{token} started twice (again in $cur->{node})" if $seen{ $cur->{token} }++;
+            next unless $i;
+            my $prev = $starts[ $i - 1 ];
+            push @err, "'$name': token $cur->{token} in $cur->{node} started after token $prev->{token}"
+                unless $cur->{token} > $prev->{token};
+            next if $gone->{ $prev->{node} };
+            my ($leave) = grep { $_->{edge} eq 'LEAVE' && $_->{kind} eq 'stop' && $_->{token} == $prev->{token} } @e;
+            push @err, "'$name': token $cur->{token} started in $cur->{node} (t=$cur->{t}) before token "
+                     . "$prev->{token}'s stop returned in $prev->{node}" . ($leave ? " (t=$leave->{t})" : ' (it never did)')
+                unless $leave && $leave->{t} <= $cur->{t};
+        }
+    }
+    return @err;
+}
+
+sub fleet_singletons_ok {
+    my (%o) = @_;
+    my @err = fleet_singleton_errors(%o);
+    my $ok = Test::More::ok(!@err, $o{name} // 'cluster singletons: one holder in the fleet, tokens increasing');
+    Test::More::diag(join '', map { "  $_\n" } @err) unless $ok;
+    return $ok;
 }
 
 sub singletons_ok {
