@@ -808,7 +808,8 @@ sub stop_all {
 sub DESTROY {
     my $self = shift;
     local ($@, $?, $!);
-    $_->cleanup for $self->all;
+    # (in global destruction the servers may be gone before the set)
+    $_->cleanup for grep { defined } $self->all;
 }
 
 1;

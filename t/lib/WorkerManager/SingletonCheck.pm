@@ -52,6 +52,7 @@ sub sj_events {
         my %h = (edge => $1, kind => $2, idx => $e->{idx}, line => $e->{line});
         my $rest = $3;
         $h{$1} = $2 while $rest =~ /(\w+)=(\S+)/g;
+        $h{t} =~ s/[^\d.]+\z// if defined $h{t};    # (", context: ..." follows it)
         # a cluster singleton's holdings span nodes: the suites check them
         # over every node's log (one node's log cannot tell)
         next if ($h{scope} // '') eq 'cluster' && !$o{cluster};

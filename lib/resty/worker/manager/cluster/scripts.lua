@@ -42,12 +42,13 @@ local function lease_key(prefix, name)
     return (("{" .. prefix) .. "}:lease:") .. name
 end
 local LEASE_PRELUDE = "\nlocal lease, counter, born = KEYS[8], KEYS[5], tonumber(redis.call('GET', KEYS[7]))\nlocal KEEP = 86400000\nlocal holder, token, expires = unpack(redis.call('HMGET', lease, 'holder', 'token', 'expires'))\ntoken, expires = tonumber(token), tonumber(expires)\n"
---- Takes the lease if it is free or ran out. ARGV: holder id, lease ms,
--- floor. Returns { 1, token } when taken (or already the caller's), else
--- { 0, token of the holder }. A Redis whose data is younger than a lease
+--- Takes the lease if it is free, ran out, or is the caller's own (one it
+-- counts as over, or whose reply it never got): always under a new token,
+-- since the caller starts a new holding. ARGV: holder id, lease ms, floor.
+-- Returns { 1, token } when taken, else { 0, token of the holder }. A Redis whose data is younger than a lease
 -- (restarted empty) grants none yet: a holder it forgot may still count
 -- on its lease, until that lease would have run out.
-local ACQUIRE = script((PRELUDE .. LEASE_PRELUDE) .. "\nlocal me, ms, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\nif now < born + ms then\n    return { 0, token or 0 }\nend\nif holder and expires and expires > now then\n    if holder ~= me then\n        return { 0, token }\n    end\n    redis.call('HSET', lease, 'expires', tostring(now + ms))\n    redis.call('PEXPIRE', lease, KEEP)\n    return { 1, token }\nend\nlocal new = redis.call('INCR', counter)\nlocal least = math.max(floor or 0, token or 0)\nif new <= least then\n    new = least + 1\n    redis.call('SET', counter, tostring(new))\nend\nredis.call('HSET', lease, 'holder', me, 'token', tostring(new), 'expires', tostring(now + ms))\nredis.call('PEXPIRE', lease, KEEP)\nreturn { 1, new }\n")
+local ACQUIRE = script((PRELUDE .. LEASE_PRELUDE) .. "\nlocal me, ms, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\nif now < born + ms then\n    return { 0, token or 0 }\nend\nif holder and holder ~= me and expires and expires > now then\n    return { 0, token }\nend\nlocal new = redis.call('INCR', counter)\nlocal least = math.max(floor or 0, token or 0)\nif new <= least then\n    new = least + 1\n    redis.call('SET', counter, tostring(new))\nend\nredis.call('HSET', lease, 'holder', me, 'token', tostring(new), 'expires', tostring(now + ms))\nredis.call('PEXPIRE', lease, KEEP)\nreturn { 1, new }\n")
 --- Extends the caller's lease. ARGV: holder id, token, lease ms. Returns 1,
 -- or 0 when the lease is no longer the caller's (taken over, or forgotten).
 local RENEW = script((PRELUDE .. LEASE_PRELUDE) .. "\nif holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then\n    return 0\nend\nredis.call('HSET', lease, 'expires', tostring(now + tonumber(ARGV[3])))\nredis.call('PEXPIRE', lease, KEEP)\nreturn 1\n")

@@ -151,9 +151,10 @@ token, expires = tonumber(token), tonumber(expires)
 `;
 
 /**
- * Takes the lease if it is free or ran out. ARGV: holder id, lease ms,
- * floor. Returns { 1, token } when taken (or already the caller's), else
- * { 0, token of the holder }. A Redis whose data is younger than a lease
+ * Takes the lease if it is free, ran out, or is the caller's own (one it
+ * counts as over, or whose reply it never got): always under a new token,
+ * since the caller starts a new holding. ARGV: holder id, lease ms, floor.
+ * Returns { 1, token } when taken, else { 0, token of the holder }. A Redis whose data is younger than a lease
  * (restarted empty) grants none yet: a holder it forgot may still count
  * on its lease, until that lease would have run out.
  */
@@ -162,13 +163,8 @@ local me, ms, floor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if now < born + ms then
     return { 0, token or 0 }
 end
-if holder and expires and expires > now then
-    if holder ~= me then
-        return { 0, token }
-    end
-    redis.call('HSET', lease, 'expires', tostring(now + ms))
-    redis.call('PEXPIRE', lease, KEEP)
-    return { 1, token }
+if holder and holder ~= me and expires and expires > now then
+    return { 0, token }
 end
 local new = redis.call('INCR', counter)
 local least = math.max(floor or 0, token or 0)
