@@ -445,6 +445,7 @@ sub model_exact_errors {
             push @err, "#$x->{idx} $wid counted again: its generation $g was restored" . ($exists{$g} ? '' : ' after it ended')
                 if $x->{regen};
             delete $stalled{$g}{$wid};
+            delete $dropped{$wid};    # counted again: it may be dropped again (a later crash)
             $alive{$g}{$wid} = 1;
             next;
         }

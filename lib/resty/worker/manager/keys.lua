@@ -97,6 +97,12 @@ local FLEET_VIEW = PREFIX .. "f:view"
 local FLEET_OUTAGE = PREFIX .. "f:outage"
 --- Set once the node's leave was written to Redis on its stop.
 local FLEET_LEFT = PREFIX .. "f:left"
+--- What this node last ran for member `node`: "<incarnation> in" after its
+-- join, "<incarnation> out" after its leave; a repeat of either (a write
+-- a Redis failover lost, written again) is not run twice.
+local function fleet_member(node)
+    return (PREFIX .. "f:member:") .. node
+end
 --- The highest token of cluster singleton `name` this node saw: the floor of its next one.
 local function fleet_seen(name)
     return (PREFIX .. "f:seen:") .. name
@@ -108,6 +114,7 @@ ____exports.FLEET_VIEW = FLEET_VIEW
 ____exports.FLEET_OUTAGE = FLEET_OUTAGE
 ____exports.FLEET_LEFT = FLEET_LEFT
 ____exports.fleet_seen = fleet_seen
+____exports.fleet_member = fleet_member
 ____exports.holder = holder
 ____exports.token = token
 ____exports.registered = registered

@@ -141,13 +141,22 @@ const FLEET_OUTAGE = PREFIX + "f:outage";
 /** Set once the node's leave was written to Redis on its stop. */
 const FLEET_LEFT = PREFIX + "f:left";
 
+/**
+ * What this node last ran for member `node`: "<incarnation> in" after its
+ * join, "<incarnation> out" after its leave; a repeat of either (a write
+ * a Redis failover lost, written again) is not run twice.
+ */
+function fleet_member(node: string): string {
+    return PREFIX + "f:member:" + node;
+}
+
 /** The highest token of cluster singleton `name` this node saw: the floor of its next one. */
 function fleet_seen(name: string): string {
     return PREFIX + "f:seen:" + name;
 }
 
 export {
-    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, fleet_seen,
+    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, fleet_seen, fleet_member,
     holder, token, registered, NAMES, EPOCH,
     PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,

@@ -1,7 +1,15 @@
 --[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
 local ____exports = {}
+local done, KEEPALIVE_MS
+function done(red, t, failed)
+    if failed then
+        red:close()
+    else
+        red:set_keepalive(KEEPALIVE_MS, t.pool_size)
+    end
+end
 local NAMES = {"resty.redis", "nginx.redis"}
-local KEEPALIVE_MS = 60000
+KEEPALIVE_MS = 60000
 local redis
 --- lua-resty-redis 0.28 and later have set_timeouts. Asked of the module
 -- table itself: its metatable makes any other name a Redis command.
@@ -118,19 +126,24 @@ local function open(t, host, port, sentinel)
     end
     return red, nil
 end
+--- The sentinel that answered last (an index into the list), asked first next time.
+local answered = 0
 --- The master's address, from the first sentinel that knows it.
 local function ask_sentinels(t)
     local errors = {}
     local list = t.sentinels or ({})
-    for ____, s in ipairs(list) do
+    for i = 0, #list - 1 do
+        local k = (answered + i) % #list
+        local s = list[k + 1]
         local red, err = open(t, s.host, s.port, true)
         if red == nil then
             errors[#errors + 1] = (((s.host .. ":") .. tostring(s.port)) .. " ") .. err
         else
             local res, rerr = red:sentinel("get-master-addr-by-name", t.master_name)
-            red:set_keepalive(KEEPALIVE_MS, t.pool_size)
+            done(red, t, rerr ~= nil)
             local addr = res
             if type(res) == "table" and addr ~= nil and tonumber(addr[2]) ~= nil then
+                answered = k
                 return addr[1], tonumber(addr[2])
             end
             errors[#errors + 1] = (((s.host .. ":") .. tostring(s.port)) .. " ") .. (rerr or ("does not know master '" .. tostring(t.master_name)) .. "'")
@@ -157,14 +170,6 @@ local function connect(t)
         return nil, ((host .. ":") .. tostring(port)) .. " is not a master (a failover is under way)"
     end
     return red, nil
-end
---- Back to the pool; a connection in doubt (after an error) is closed instead.
-local function done(red, t, failed)
-    if failed then
-        red:close()
-    else
-        red:set_keepalive(KEEPALIVE_MS, t.pool_size)
-    end
 end
 local function script(source)
     local hex = string.gsub(

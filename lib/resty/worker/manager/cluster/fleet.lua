@@ -162,6 +162,41 @@ local function call(what, cb, node, n, reason)
         )
     end
 end
+--- One event, unless it repeats what this node ran last for that member's
+-- incarnation (a join or leave written again after a Redis failover lost
+-- the first write).
+local function run_event(c, d, e)
+    local node = e.node or "?"
+    local n = tonumber(e.n) or 0
+    local joins = e.kind == "join"
+    local state = (e.inc or "?") .. (joins and " in" or " out")
+    local last = d:get(keys.fleet_member(node))
+    if last == state then
+        return
+    end
+    d:set(
+        keys.fleet_member(node),
+        state,
+        retention(c) / 1000
+    )
+    if joins and c.on_join ~= nil then
+        call(
+            "on_join",
+            c.on_join,
+            node,
+            n,
+            nil
+        )
+    elseif not joins and c.on_leave ~= nil then
+        call(
+            "on_leave",
+            c.on_leave,
+            node,
+            n,
+            e.reason == "stopped" and "stopped" or "lost"
+        )
+    end
+end
 --- Runs the events after the cursor, in order, moving the cursor past each.
 local function run_events(c, d, red)
     do
@@ -190,25 +225,7 @@ local function run_events(c, d, red)
                         i = i + 2
                     end
                 end
-                local node = e.node or "?"
-                local n = tonumber(e.n) or 0
-                if e.kind == "join" and c.on_join ~= nil then
-                    call(
-                        "on_join",
-                        c.on_join,
-                        node,
-                        n,
-                        nil
-                    )
-                elseif e.kind == "leave" and c.on_leave ~= nil then
-                    call(
-                        "on_leave",
-                        c.on_leave,
-                        node,
-                        n,
-                        e.reason == "stopped" and "stopped" or "lost"
-                    )
-                end
+                run_event(c, d, e)
                 d:set(keys.FLEET_CURSOR, id)
             end
             if #entries < BATCH then

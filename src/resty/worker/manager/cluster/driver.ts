@@ -119,19 +119,26 @@ function open(t: RedisTarget, host: string | undefined, port: number, sentinel: 
     return $multi(red, undefined);
 }
 
+/** The sentinel that answered last (an index into the list), asked first next time. */
+let answered = 0;
+
 /** The master's address, from the first sentinel that knows it. */
 function ask_sentinels(t: RedisTarget): LuaMultiReturn<[string, number] | [undefined, string]> {
     const errors: string[] = [];
     const list = t.sentinels ?? [];
-    for (const s of list) {
+    for (const i of $range(0, list.length - 1)) {
+        const k = (answered + i) % list.length;
+        const s = list[k] as { host: string; port: number };
         const [red, err] = open(t, s.host, s.port, true);
         if (red === undefined) {
             errors.push(s.host + ":" + s.port + " " + err);
         } else {
             const [res, rerr] = red.sentinel("get-master-addr-by-name", t.master_name as string);
-            red.set_keepalive(KEEPALIVE_MS, t.pool_size);
+            // after an error the connection may still get a late reply: not for the pool
+            done(red, t, rerr !== undefined);
             const addr = res as [string, string] | undefined;
             if (type(res) === "table" && addr !== undefined && tonumber(addr[1]) !== undefined) {
+                answered = k;
                 return $multi(addr[0], tonumber(addr[1]) as number);
             }
             errors.push(s.host + ":" + s.port + " " + (rerr ?? "does not know master '" + t.master_name + "'"));

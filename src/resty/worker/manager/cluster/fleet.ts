@@ -125,6 +125,28 @@ function call(what: string, cb: FleetCallback, node: string, n: number, reason: 
     }
 }
 
+/**
+ * One event, unless it repeats what this node ran last for that member's
+ * incarnation (a join or leave written again after a Redis failover lost
+ * the first write).
+ */
+function run_event(c: ClusterConfig, d: NgxSharedDict, e: Record<string, string>): void {
+    const node = e["node"] ?? "?";
+    const n = tonumber(e["n"]) ?? 0;
+    const joins = e["kind"] === "join";
+    const state = (e["inc"] ?? "?") + (joins ? " in" : " out");
+    const [last] = d.get(keys.fleet_member(node));
+    if (last === state) {
+        return;
+    }
+    d.set(keys.fleet_member(node), state, retention(c) / 1000);
+    if (joins && c.on_join !== undefined) {
+        call("on_join", c.on_join, node, n, undefined);
+    } else if (!joins && c.on_leave !== undefined) {
+        call("on_leave", c.on_leave, node, n, e["reason"] === "stopped" ? "stopped" : "lost");
+    }
+}
+
 /** Runs the events after the cursor, in order, moving the cursor past each. */
 function run_events(c: ClusterConfig, d: NgxSharedDict, red: RedisClient): string | undefined {
     for (;;) {
@@ -140,13 +162,7 @@ function run_events(c: ClusterConfig, d: NgxSharedDict, red: RedisClient): strin
             for (let i = 0; i + 1 < fields.length; i += 2) {
                 e[fields[i] as string] = fields[i + 1] as string;
             }
-            const node = e["node"] ?? "?";
-            const n = tonumber(e["n"]) ?? 0;
-            if (e["kind"] === "join" && c.on_join !== undefined) {
-                call("on_join", c.on_join, node, n, undefined);
-            } else if (e["kind"] === "leave" && c.on_leave !== undefined) {
-                call("on_leave", c.on_leave, node, n, e["reason"] === "stopped" ? "stopped" : "lost");
-            }
+            run_event(c, d, e);
             d.set(keys.FLEET_CURSOR, id);
         }
         if (entries.length < BATCH) {

@@ -5,7 +5,8 @@
  * Keys, all under one hash tag "{prefix}" (one slot of a sharded Redis):
  *   {p}:members  sorted set: node -> deadline (ms, Redis time)
  *   {p}:info     hash: node -> "incarnation started gen workers seen ttl"
- *   {p}:events   stream of joins and leaves: kind, node, n (members after it), reason
+ *   {p}:events   stream of joins and leaves: kind, node, n (members after it), reason,
+ *                inc (the node's incarnation: readers drop a repeat of an event)
  *   {p}:fleet    this Redis's fleet id: a new one means Redis forgot the fleet
  *   {p}:token    the fencing token counter of cluster singletons
  *   {p}:clock    Redis's time when a script last ran
@@ -47,15 +48,16 @@ local function catch_up(interval)
         end
     end
 end
-local function event(kind, node, reason, retention)
+local function event(kind, node, inc, reason, retention)
     local n = redis.call('ZCARD', members)
     return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',
-                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason)
+                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason, 'inc', inc)
 end
 local function remove(node, reason, retention)
+    local inc = string.match(redis.call('HGET', info, node) or '?', '^(%S+)')
     redis.call('ZREM', members, node)
     redis.call('HDEL', info, node)
-    return event('leave', node, reason, retention)
+    return event('leave', node, inc, reason, retention)
 end
 `;
 
@@ -116,7 +118,7 @@ end
 redis.call('ZADD', members, now + ttl, node)
 redis.call('HSET', info, node, table.concat({ inc, started, gen, workers, now, ttl }, ' '))
 if not mine and (known == '' or known == fleet) then
-    joined = event('join', node, '', retention)
+    joined = event('join', node, inc, '', retention)
 end
 return { fleet, joined, redis.call('ZCARD', members), now, redis.call('HGETALL', info) }
 `);
