@@ -23,6 +23,7 @@ sub node {
     return WorkerManager::Nginx->new(
         workers => 2,
         opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
+        http_extra => 'lua_socket_log_errors off;',
         server_extra => <<'CONF',
         location = /nodes {
             content_by_lua_block {

@@ -19,7 +19,8 @@ sub node {
     my $cluster = sprintf '{ redis = %s, node = "%s", interval = %s, failed = %s, on_join = wm.fleet("join"), '
                         . 'on_leave = wm.fleet("leave") }', $redis->address, $name, $o{interval} // 0.5,
                           $o{failed} // 1;
-    return WorkerManager::Nginx->new(workers => 2, opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }});
+    return WorkerManager::Nginx->new(workers => 2, opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
+                                     http_extra => 'lua_socket_log_errors off;');
 }
 
 # the fleet events a node ran, in order: "join n2 2", "leave n1 1 lost", ...

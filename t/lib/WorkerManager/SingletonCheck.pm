@@ -181,13 +181,17 @@ sub singleton_errors {
 #   one holder a start begins only after the previous holding's stop
 #              returned, unless the previous holder's node was killed or
 #              frozen (`gone`: then no stop could run in it first)
+#              (or the previous holder's process died: killed, no stop)
 # fleet_singleton_errors(nodes => [[label, $n], ...], gone => { label => 1 })
 sub fleet_singleton_errors {
     my (%o) = @_;
     my $gone = $o{gone} // {};
-    my %by_name;
+    my (%by_name, %died);
     for my $pair (@{ $o{nodes} }) {
         my ($label, $n) = @$pair;
+        for ($n->grep_log(qr/worker process \d+ exited on signal \d+/)) {
+            $died{"$label $1"} = 1 if $_->{text} =~ /worker process (\d+) exited on signal/;
+        }
         for my $e (sj_events($n, cluster => 1)) {
             next unless ($e->{scope} // '') eq 'cluster' && defined $e->{t};
             push @{ $by_name{ $e->{name} } }, { %$e, node => $label };
@@ -205,7 +209,7 @@ sub fleet_singleton_errors {
             my $prev = $starts[ $i - 1 ];
             push @err, "'$name': token $cur->{token} in $cur->{node} started after token $prev->{token}"
                 unless $cur->{token} > $prev->{token};
-            next if $gone->{ $prev->{node} };
+            next if $gone->{ $prev->{node} } || $died{"$prev->{node} $prev->{pid}"};
             my ($leave) = grep { $_->{edge} eq 'LEAVE' && $_->{kind} eq 'stop' && $_->{token} == $prev->{token} } @e;
             push @err, "'$name': token $cur->{token} started in $cur->{node} (t=$cur->{t}) before token "
                      . "$prev->{token}'s stop returned in $prev->{node}" . ($leave ? " (t=$leave->{t})" : ' (it never did)')

@@ -103,6 +103,14 @@ local FLEET_LEFT = PREFIX .. "f:left"
 local function fleet_member(node)
     return (PREFIX .. "f:member:") .. node
 end
+--- Event `id` of the fleet's stream is being run or was run by an agent of
+-- this node: a second agent (a stalled one that resumed beside its
+-- successor) skips it. Kept a minute.
+local function fleet_ran(id)
+    return (PREFIX .. "f:ran:") .. id
+end
+--- The highest token of any cluster singleton this node saw: its presence raises the fleet's counter to it.
+local FLEET_TOKEN_MAX = PREFIX .. "f:token"
 --- The highest token of cluster singleton `name` this node saw: the floor of its next one.
 local function fleet_seen(name)
     return (PREFIX .. "f:seen:") .. name
@@ -113,8 +121,10 @@ ____exports.FLEET_CURSOR = FLEET_CURSOR
 ____exports.FLEET_VIEW = FLEET_VIEW
 ____exports.FLEET_OUTAGE = FLEET_OUTAGE
 ____exports.FLEET_LEFT = FLEET_LEFT
+____exports.FLEET_TOKEN_MAX = FLEET_TOKEN_MAX
 ____exports.fleet_seen = fleet_seen
 ____exports.fleet_member = fleet_member
+____exports.fleet_ran = fleet_ran
 ____exports.holder = holder
 ____exports.token = token
 ____exports.registered = registered

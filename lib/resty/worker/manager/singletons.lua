@@ -436,6 +436,13 @@ local function add(name, start, stop, fn, interval)
         )
     end
 end
+--- Whether this worker holds `name` and may go on with it: no stop asked for
+-- or under way, not exiting, not lost. For the module's own long runs.
+local function keeps(name)
+    local w = me
+    local job = by_name[name]
+    return w ~= nil and job ~= nil and job.token ~= nil and job.pending == nil and not job.stopping and not exiting and not worker_exiting() and not is_lost(w, job)
+end
 --- Whether this worker holds `name` now, and the holding's token.
 local function holds(name)
     local w = me
@@ -523,6 +530,7 @@ ____exports.attach = attach
 ____exports.has = has
 ____exports.add = add
 ____exports.holds = holds
+____exports.keeps = keeps
 ____exports.check_lost = check_lost
 ____exports.on_beat = on_beat
 ____exports.stop_for_exit = stop_for_exit

@@ -150,13 +150,25 @@ function fleet_member(node: string): string {
     return PREFIX + "f:member:" + node;
 }
 
+/**
+ * Event `id` of the fleet's stream is being run or was run by an agent of
+ * this node: a second agent (a stalled one that resumed beside its
+ * successor) skips it. Kept a minute.
+ */
+function fleet_ran(id: string): string {
+    return PREFIX + "f:ran:" + id;
+}
+
+/** The highest token of any cluster singleton this node saw: its presence raises the fleet's counter to it. */
+const FLEET_TOKEN_MAX = PREFIX + "f:token";
+
 /** The highest token of cluster singleton `name` this node saw: the floor of its next one. */
 function fleet_seen(name: string): string {
     return PREFIX + "f:seen:" + name;
 }
 
 export {
-    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, fleet_seen, fleet_member,
+    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, FLEET_TOKEN_MAX, fleet_seen, fleet_member, fleet_ran,
     holder, token, registered, NAMES, EPOCH,
     PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,

@@ -423,6 +423,17 @@ function add(name: string, start: SingletonStart | undefined, stop: SingletonSto
     }
 }
 
+/**
+ * Whether this worker holds `name` and may go on with it: no stop asked for
+ * or under way, not exiting, not lost. For the module's own long runs.
+ */
+function keeps(name: string): boolean {
+    const w = me;
+    const job = by_name[name];
+    return w !== undefined && job !== undefined && job.token !== undefined && job.pending === undefined
+        && !job.stopping && !exiting && !worker_exiting() && !is_lost(w, job);
+}
+
 /** Whether this worker holds `name` now, and the holding's token. */
 function holds(name: string): LuaMultiReturn<[boolean, number | undefined]> {
     const w = me;
@@ -503,4 +514,4 @@ function release_for_exit(dict: NgxSharedDict, node_stops: boolean): void {
     }
 }
 
-export { attach, has, add, holds, check_lost, on_beat, stop_for_exit, release_for_exit, WATCH };
+export { attach, has, add, holds, keeps, check_lost, on_beat, stop_for_exit, release_for_exit, WATCH };

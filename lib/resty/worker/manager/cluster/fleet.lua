@@ -4,6 +4,7 @@ local retention, incarnation, write_leave, now, update_time, MIN_RETENTION, flee
 local keys = require("resty.worker.manager.keys")
 local driver = require("resty.worker.manager.cluster.driver")
 local scripts = require("resty.worker.manager.cluster.scripts")
+local singletons = require("resty.worker.manager.singletons")
 local ____log = require("resty.worker.manager.log")
 local log = ____log.log
 function retention(c)
@@ -41,13 +42,13 @@ function write_leave(c, d)
         }
     )
     driver.done(red, c.redis, res == nil)
-    local ____temp_0
+    local ____temp_3
     if res == nil then
-        ____temp_0 = err
+        ____temp_3 = err
     else
-        ____temp_0 = nil
+        ____temp_3 = nil
     end
-    return ____temp_0
+    return ____temp_3
 end
 local ERR = ngx.ERR
 local NOTICE = ngx.NOTICE
@@ -57,6 +58,12 @@ update_time = ngx.update_time
 local AGENT = "[worker-manager] fleet"
 --- Events read per round trip.
 local BATCH = 100
+--- Seconds of one blocking read of new events: how long a stop or a move of the agent may wait for it.
+local LISTEN_STEP = 0.5
+--- The share of the interval the agent listens for new events after its presence.
+local LISTEN_SHARE = 0.9
+--- Seconds an event's claim is kept (longer than two agents can overlap).
+local CLAIM_TTL = 60
 MIN_RETENTION = 3600 * 1000
 local config
 local dict
@@ -128,6 +135,24 @@ local function lines(view)
     end
     return out
 end
+--- Puts `node` in the view with its entry `info` ("inc started gen workers seen ttl"), or takes it out (nil).
+local function note_in_view(d, node, info)
+    local last = d:get(keys.FLEET_VIEW)
+    local kept = {}
+    for ____, l in ipairs(lines(type(last) == "string" and last or "")) do
+        if (string.match(l, "^(%S+)")) ~= node then
+            kept[#kept + 1] = l
+        end
+    end
+    if info ~= nil and info ~= "" then
+        kept[#kept + 1] = (node .. " ") .. info
+        table.sort(kept)
+    end
+    d:set(
+        keys.FLEET_VIEW,
+        table.concat(kept, "\n")
+    )
+end
 --- The members in PRESENCE's reply (node, text pairs) as the view's lines.
 local function view_of(flat)
     local out = {}
@@ -179,6 +204,15 @@ local function run_event(c, d, e)
         state,
         retention(c) / 1000
     )
+    local ____note_in_view_2 = note_in_view
+    local ____d_1 = d
+    local ____joins_0
+    if joins then
+        ____joins_0 = e.info
+    else
+        ____joins_0 = nil
+    end
+    ____note_in_view_2(____d_1, node, ____joins_0)
     if joins and c.on_join ~= nil then
         call(
             "on_join",
@@ -197,15 +231,43 @@ local function run_event(c, d, e)
         )
     end
 end
---- Runs the events after the cursor, in order, moving the cursor past each.
+--- Runs stream entries in order, moving the cursor past each. Each event is
+-- claimed first: of two agents of this node that overlap (a stalled one
+-- resumed beside its successor), one runs it.
+local function run_entries(c, d, entries)
+    for ____, ____value in ipairs(entries) do
+        local id = ____value[1]
+        local fields = ____value[2]
+        local claimed = d:add(
+            keys.fleet_ran(id),
+            true,
+            CLAIM_TTL
+        )
+        if claimed then
+            local e = {}
+            do
+                local i = 0
+                while i + 1 < #fields do
+                    e[fields[i + 1]] = fields[i + 1 + 1]
+                    i = i + 2
+                end
+            end
+            run_event(c, d, e)
+        end
+        d:set(keys.FLEET_CURSOR, id)
+    end
+end
+local function cursor_of(d)
+    local at = d:get(keys.FLEET_CURSOR)
+    return type(at) == "string" and at or "0-0"
+end
+--- Runs the events after the cursor, in order.
 local function run_events(c, d, red)
     do
         while true do
-            local at = d:get(keys.FLEET_CURSOR)
-            local cursor = type(at) == "string" and at or "0-0"
             local res, err = red:xrange(
                 fleet_keys[3],
-                "(" .. cursor,
+                "(" .. cursor_of(d),
                 "+",
                 "COUNT",
                 BATCH
@@ -214,28 +276,58 @@ local function run_events(c, d, red)
                 return "XRANGE: " .. tostring(err)
             end
             local entries = res
-            for ____, ____value in ipairs(entries) do
-                local id = ____value[1]
-                local fields = ____value[2]
-                local e = {}
-                do
-                    local i = 0
-                    while i + 1 < #fields do
-                        e[fields[i + 1]] = fields[i + 1 + 1]
-                        i = i + 2
-                    end
-                end
-                run_event(c, d, e)
-                d:set(keys.FLEET_CURSOR, id)
-            end
+            run_entries(c, d, entries)
             if #entries < BATCH then
                 return nil
             end
         end
     end
 end
---- One round of the agent: presence, then the events.
-local function round(c, d)
+--- Until `until` (or a stop of the agent, or the worker's exit): waits in
+-- Redis for new events (XREAD BLOCK, LISTEN_STEP at a time) and runs each
+-- as it comes, so that a node hears of a join or a stop within
+-- milliseconds rather than at its next interval.
+local function listen(c, d, red, ____until)
+    local read_ms = c.redis.read_timeout * 1000
+    do
+        while true do
+            update_time()
+            local left = ____until - now()
+            if left < 0.01 or not singletons.keeps(AGENT) then
+                red:set_timeout(read_ms)
+                return nil
+            end
+            local block = math.floor(math.min(left, LISTEN_STEP) * 1000)
+            red:set_timeout(block + read_ms)
+            local res, err = red:xread(
+                "COUNT",
+                BATCH,
+                "BLOCK",
+                block,
+                "STREAMS",
+                fleet_keys[3],
+                cursor_of(d)
+            )
+            if res == nil or res == false then
+                return "XREAD: " .. tostring(err)
+            end
+            if type(res) == "table" then
+                local streams = res
+                for ____, ____value in ipairs(streams) do
+                    local entries = ____value[2]
+                    run_entries(c, d, entries)
+                end
+            end
+        end
+    end
+end
+--- The highest cluster singleton token this node saw (0 for none).
+local function top_token(d)
+    local top = d:get(keys.FLEET_TOKEN_MAX)
+    return type(top) == "number" and top or 0
+end
+--- One round of the agent: presence, the events, then listening for new ones until `until`.
+local function round(c, d, ____until)
     local red, cerr = driver.connect(c.redis)
     if red == nil then
         return cerr
@@ -256,7 +348,8 @@ local function round(c, d)
         gen,
         workers,
         retention(c),
-        math.floor(c.interval * 1000)
+        math.floor(c.interval * 1000),
+        top_token(d)
     }
     if known ~= "" then
         for ____, line in ipairs(lines(view)) do
@@ -284,8 +377,13 @@ local function round(c, d)
         view_of(members)
     )
     local rerr = run_events(c, d, red)
-    driver.done(red, c.redis, rerr ~= nil)
-    return rerr
+    if rerr ~= nil then
+        driver.done(red, c.redis, true)
+        return rerr
+    end
+    local lerr = listen(c, d, red, ____until)
+    driver.done(red, c.redis, lerr ~= nil)
+    return nil
 end
 --- The agent's every() function.
 local function agent()
@@ -294,7 +392,12 @@ local function agent()
     if c == nil or d == nil then
         return
     end
-    local err = round(c, d)
+    update_time()
+    local err = round(
+        c,
+        d,
+        now() + c.interval * LISTEN_SHARE
+    )
     if err ~= nil then
         trouble(c, d, err)
     else

@@ -36,11 +36,16 @@ local function seen(name)
     return type(v) == "number" and v or 0
 end
 local function saw(name, token)
+    local d = dict
     if token > seen(name) then
-        dict:set(
+        d:set(
             keys.fleet_seen(name),
             token
         )
+    end
+    local top = d:get(keys.FLEET_TOKEN_MAX)
+    if type(top) ~= "number" or token > top then
+        d:set(keys.FLEET_TOKEN_MAX, token)
     end
 end
 local function has(name)

@@ -15,6 +15,7 @@
 import * as keys from "../keys";
 import * as driver from "./driver";
 import * as scripts from "./scripts";
+import * as singletons from "../singletons";
 import { log } from "../log";
 import type { ClusterConfig } from "./options";
 import type { FleetCallback, FleetNode, LeaveReason } from "resty.worker.manager";
@@ -28,6 +29,12 @@ const update_time = ngx.update_time;
 const AGENT = "[worker-manager] fleet";
 /** Events read per round trip. */
 const BATCH = 100;
+/** Seconds of one blocking read of new events: how long a stop or a move of the agent may wait for it. */
+const LISTEN_STEP = 0.5;
+/** The share of the interval the agent listens for new events after its presence. */
+const LISTEN_SHARE = 0.9;
+/** Seconds an event's claim is kept (longer than two agents can overlap). */
+const CLAIM_TTL = 60;
 /** How long the stream keeps an event, at least: a node away longer misses events. */
 const MIN_RETENTION = 3600 * 1000;
 
@@ -106,6 +113,22 @@ function lines(view: string): string[] {
     return out;
 }
 
+/** Puts `node` in the view with its entry `info` ("inc started gen workers seen ttl"), or takes it out (nil). */
+function note_in_view(d: NgxSharedDict, node: string, info: string | undefined): void {
+    const [last] = d.get(keys.FLEET_VIEW);
+    const kept: string[] = [];
+    for (const l of lines(typeof last === "string" ? last : "")) {
+        if (string.match(l, "^(%S+)")[0] !== node) {
+            kept.push(l);
+        }
+    }
+    if (info !== undefined && info !== "") {
+        kept.push(node + " " + info);
+        table.sort(kept);
+    }
+    d.set(keys.FLEET_VIEW, kept.join("\n"));
+}
+
 /** The members in PRESENCE's reply (node, text pairs) as the view's lines. */
 function view_of(flat: unknown[]): string {
     const out: string[] = [];
@@ -140,6 +163,9 @@ function run_event(c: ClusterConfig, d: NgxSharedDict, e: Record<string, string>
         return;
     }
     d.set(keys.fleet_member(node), state, retention(c) / 1000);
+    // the view follows the events between two presences: a Redis that
+    // forgets the fleet meanwhile gets it back from this view, whole
+    note_in_view(d, node, joins ? e["info"] : undefined);
     if (joins && c.on_join !== undefined) {
         call("on_join", c.on_join, node, n, undefined);
     } else if (!joins && c.on_leave !== undefined) {
@@ -147,32 +173,85 @@ function run_event(c: ClusterConfig, d: NgxSharedDict, e: Record<string, string>
     }
 }
 
-/** Runs the events after the cursor, in order, moving the cursor past each. */
-function run_events(c: ClusterConfig, d: NgxSharedDict, red: RedisClient): string | undefined {
-    for (;;) {
-        const [at] = d.get(keys.FLEET_CURSOR);
-        const cursor = typeof at === "string" ? at : "0-0";
-        const [res, err] = red.xrange(fleet_keys[2] as string, "(" + cursor, "+", "COUNT", BATCH);
-        if (res === undefined || res === false) {
-            return "XRANGE: " + tostring(err);
-        }
-        const entries = res as [string, string[]][];
-        for (const [id, fields] of entries) {
+/**
+ * Runs stream entries in order, moving the cursor past each. Each event is
+ * claimed first: of two agents of this node that overlap (a stalled one
+ * resumed beside its successor), one runs it.
+ */
+function run_entries(c: ClusterConfig, d: NgxSharedDict, entries: [string, string[]][]): void {
+    for (const [id, fields] of entries) {
+        const [claimed] = d.add(keys.fleet_ran(id), true, CLAIM_TTL);
+        if (claimed) {
             const e: Record<string, string> = {};
             for (let i = 0; i + 1 < fields.length; i += 2) {
                 e[fields[i] as string] = fields[i + 1] as string;
             }
             run_event(c, d, e);
-            d.set(keys.FLEET_CURSOR, id);
         }
+        d.set(keys.FLEET_CURSOR, id);
+    }
+}
+
+function cursor_of(d: NgxSharedDict): string {
+    const [at] = d.get(keys.FLEET_CURSOR);
+    return typeof at === "string" ? at : "0-0";
+}
+
+/** Runs the events after the cursor, in order. */
+function run_events(c: ClusterConfig, d: NgxSharedDict, red: RedisClient): string | undefined {
+    for (;;) {
+        const [res, err] = red.xrange(fleet_keys[2] as string, "(" + cursor_of(d), "+", "COUNT", BATCH);
+        if (res === undefined || res === false) {
+            return "XRANGE: " + tostring(err);
+        }
+        const entries = res as [string, string[]][];
+        run_entries(c, d, entries);
         if (entries.length < BATCH) {
             return undefined;
         }
     }
 }
 
-/** One round of the agent: presence, then the events. */
-function round(c: ClusterConfig, d: NgxSharedDict): string | undefined {
+/**
+ * Until `until` (or a stop of the agent, or the worker's exit): waits in
+ * Redis for new events (XREAD BLOCK, LISTEN_STEP at a time) and runs each
+ * as it comes, so that a node hears of a join or a stop within
+ * milliseconds rather than at its next interval.
+ */
+function listen(c: ClusterConfig, d: NgxSharedDict, red: RedisClient, until: number): string | undefined {
+    const read_ms = c.redis.read_timeout * 1000;
+    for (;;) {
+        update_time();
+        const left = until - now();
+        if (left < 0.01 || !singletons.keeps(AGENT)) {
+            red.set_timeout(read_ms);
+            return undefined;
+        }
+        const block = math.floor(math.min(left, LISTEN_STEP) * 1000);
+        red.set_timeout(block + read_ms);
+        const [res, err] = red.xread("COUNT", BATCH, "BLOCK", block, "STREAMS", fleet_keys[2] as string, cursor_of(d));
+        if (res === undefined || res === false) {
+            // no outage of its own: the next presence tells (a read cut
+            // short by this worker's own stall is none)
+            return "XREAD: " + tostring(err);
+        }
+        if (type(res) === "table") {
+            const streams = res as [string, [string, string[]][]][];
+            for (const [, entries] of streams) {
+                run_entries(c, d, entries);
+            }
+        }
+    }
+}
+
+/** The highest cluster singleton token this node saw (0 for none). */
+function top_token(d: NgxSharedDict): number {
+    const [top] = d.get(keys.FLEET_TOKEN_MAX);
+    return typeof top === "number" ? top : 0;
+}
+
+/** One round of the agent: presence, the events, then listening for new ones until `until`. */
+function round(c: ClusterConfig, d: NgxSharedDict, until: number): string | undefined {
     const [red, cerr] = driver.connect(c.redis);
     if (red === undefined) {
         return cerr;
@@ -187,7 +266,7 @@ function round(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     const view = typeof last === "string" ? last : "";
     const args: (string | number)[] = [
         c.node, incarnation(d), known, math.floor((c.interval + c.failed) * 1000), gen, workers, retention(c),
-        math.floor(c.interval * 1000),
+        math.floor(c.interval * 1000), top_token(d),
     ];
     if (known !== "") {
         // for a Redis that forgot the fleet: the members as this node saw them
@@ -212,8 +291,13 @@ function round(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     }
     d.set(keys.FLEET_VIEW, view_of(members));
     const rerr = run_events(c, d, red);
-    driver.done(red, c.redis, rerr !== undefined);
-    return rerr;
+    if (rerr !== undefined) {
+        driver.done(red, c.redis, true);
+        return rerr;
+    }
+    const lerr = listen(c, d, red, until);
+    driver.done(red, c.redis, lerr !== undefined);
+    return undefined;
 }
 
 /** The agent's every() function. */
@@ -223,7 +307,8 @@ function agent(this: void): void {
     if (c === undefined || d === undefined) {
         return;
     }
-    const err = round(c, d);
+    update_time();
+    const err = round(c, d, now() + c.interval * LISTEN_SHARE);
     if (err !== undefined) {
         trouble(c, d, err);
     } else {

@@ -79,8 +79,13 @@ function seen(name: string): number {
 }
 
 function saw(name: string, token: number): void {
+    const d = dict as NgxSharedDict;
     if (token > seen(name)) {
-        (dict as NgxSharedDict).set(keys.fleet_seen(name), token);
+        d.set(keys.fleet_seen(name), token);
+    }
+    const [top] = d.get(keys.FLEET_TOKEN_MAX);
+    if (typeof top !== "number" || token > top) {
+        d.set(keys.FLEET_TOKEN_MAX, token);
     }
 }
 

@@ -18,6 +18,7 @@ declare interface RedisClient {
     eval(script: string, nkeys: number, ...args: (string | number)[]): LuaMultiReturn<[unknown, string | undefined]>;
     sentinel(...args: string[]): LuaMultiReturn<[unknown, string | undefined]>;
     role(): LuaMultiReturn<[unknown, string | undefined]>;
+    xread(...args: (string | number)[]): LuaMultiReturn<[unknown, string | undefined]>;
     xrange(key: string, start: string, end: string, ...args: (string | number)[]): LuaMultiReturn<[unknown, string | undefined]>;
 }
 

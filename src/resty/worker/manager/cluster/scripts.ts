@@ -6,7 +6,8 @@
  *   {p}:members  sorted set: node -> deadline (ms, Redis time)
  *   {p}:info     hash: node -> "incarnation started gen workers seen ttl"
  *   {p}:events   stream of joins and leaves: kind, node, n (members after it), reason,
- *                inc (the node's incarnation: readers drop a repeat of an event)
+ *                inc (the node's incarnation: readers drop a repeat of an event),
+ *                info (a join's entry of {p}:info: readers add it to their view)
  *   {p}:fleet    this Redis's fleet id: a new one means Redis forgot the fleet
  *   {p}:token    the fencing token counter of cluster singletons
  *   {p}:clock    Redis's time when a script last ran
@@ -48,10 +49,11 @@ local function catch_up(interval)
         end
     end
 end
-local function event(kind, node, inc, reason, retention)
+local function event(kind, node, inc, reason, retention, about)
     local n = redis.call('ZCARD', members)
     return redis.call('XADD', events, 'MINID', '~', tostring(now - retention), '*',
-                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason, 'inc', inc)
+                      'kind', kind, 'node', node, 'n', tostring(n), 'reason', reason, 'inc', inc,
+                      'info', about or '')
 end
 local function remove(node, reason, retention)
     local inc = string.match(redis.call('HGET', info, node) or '?', '^(%S+)')
@@ -64,9 +66,9 @@ end
 /**
  * A node's presence, every interval. ARGV: node, incarnation, the fleet id
  * the node knows ("" for none yet), ttl ms (interval + failed), generation,
- * workers, retention ms, interval ms, then the node's last view ("node
- * incarnation started gen workers seen ttl" each) to restore into a Redis
- * that forgot the fleet.
+ * workers, retention ms, interval ms, the highest cluster singleton token
+ * the node saw, then its last view ("node incarnation started gen workers
+ * seen ttl" each) to restore into a Redis that forgot the fleet.
  *
  * - Members whose deadline passed leave as "lost" (the caller too: it was
  *   late, and joins again below as a new event).
@@ -78,6 +80,11 @@ end
  *   knew (then it comes back quietly); a member under an older incarnation
  *   (restarted before its loss was noticed) leaves as "lost" first.
  *
+ * - The token counter is raised to the highest token the caller saw: a
+ *   Redis that forgot it hears every live node's before it grants a lease
+ *   (ACQUIRE waits one lease after the data's birth), so tokens never go
+ *   back.
+ *
  * Returns { fleet id, id of the caller's join or "", members, now, info of
  * each member as node, text pairs }.
  */
@@ -85,12 +92,16 @@ const PRESENCE = script(PRELUDE + `
 local node, inc, known, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local gen, workers, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
 catch_up(tonumber(ARGV[8]))
+local top = tonumber(ARGV[9]) or 0
+if (tonumber(redis.call('GET', KEYS[5])) or 0) < top then
+    redis.call('SET', KEYS[5], tostring(top))
+end
 local fleet = redis.call('GET', KEYS[4])
 if not fleet then
     fleet = tostring(now) .. '-' .. node
     redis.call('SET', KEYS[4], fleet)
     if known ~= '' then
-        for i = 9, #ARGV do
+        for i = 10, #ARGV do
             local n, rest = string.match(ARGV[i], '^(%S+) (.+)$')
             local r_ttl = tonumber(string.match(rest, '(%d+)$'))
             if n and r_ttl and n ~= node then
@@ -116,9 +127,10 @@ if mine then
     end
 end
 redis.call('ZADD', members, now + ttl, node)
-redis.call('HSET', info, node, table.concat({ inc, started, gen, workers, now, ttl }, ' '))
+local about = table.concat({ inc, started, gen, workers, now, ttl }, ' ')
+redis.call('HSET', info, node, about)
 if not mine and (known == '' or known == fleet) then
-    joined = event('join', node, inc, '', retention)
+    joined = event('join', node, inc, '', retention, about)
 end
 return { fleet, joined, redis.call('ZCARD', members), now, redis.call('HGETALL', info) }
 `);
