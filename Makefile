@@ -19,11 +19,12 @@ LUA_VERSION ?= 5.1
 LUA_LIB_DIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 INSTALL     ?= install
 
-# what the demo needs (nginx, its lua module, luajit to draw the timeline);
+# what the demo needs (nginx, its lua module, luajit to draw the timeline,
+# Redis and Debian's lua-resty-redis for its fleet of two nodes);
 # the tests need more: busted, luacheck, luarocks, and chromium, a headless
 # browser for the demo's live page
-APT_DEMO     := nginx-light libnginx-mod-http-lua lua-resty-core luajit2
-APT_PACKAGES := $(APT_DEMO) lua-busted lua-check luarocks chromium redis-server lua-nginx-redis
+APT_DEMO     := nginx-light libnginx-mod-http-lua lua-resty-core luajit2 redis-server lua-nginx-redis
+APT_PACKAGES := $(APT_DEMO) lua-busted lua-check luarocks chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION := $(shell sed -n 's/^const _VERSION: string = "\(.*\)";/\1/p' src/resty/worker/manager.ts 2>/dev/null)
 RELEASE := lua-resty-worker-manager-$(VERSION)
@@ -163,13 +164,19 @@ bench-smoke: apt build
 # soak-quick runs it for 30 s and is part of `make test`.
 DURATION ?= 600
 
-.PHONY: soak soak-quick
+.PHONY: soak soak-quick soak-fleet
 
 soak: apt build
 	perl t/soak/soak.pl --duration $(DURATION)
 
 soak-quick: apt build
 	perl t/soak/soak.pl --duration 30
+	perl t/soak/fleet.pl --duration 30
+
+# The fleet soak: three nodes on one Redis, node kills and freezes, reloads,
+# Redis restarts and freezes (t/soak/fleet.pl)
+soak-fleet: apt build
+	perl t/soak/fleet.pl --duration $(DURATION)
 
 # No build here: a release tarball ships lib/ compiled and has no node.
 install:

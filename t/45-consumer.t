@@ -61,6 +61,8 @@ like($out, qr/shifted\.ts\(\d+,\d+\): error TSTL: Unable to convert function wit
      '... TypeScriptToLua names the callback') or diag $out;
 like($out, qr/singleton\.ts\(\d+,\d+\): error TSTL: Unable to convert function with a 'this' parameter to function 'job\.start' with no 'this'/,
      '... and a plain function as a singleton\'s start') or diag $out;
+like($out, qr/scope\.ts\(\d+,\d+\): error TS2769: No overload matches this call\..*?Type '"clustr"' is not assignable to type 'SingletonScope \| undefined'\. Did you mean '"cluster"'\?/s,
+     '... and a singleton\'s scope spelt wrong') or diag $out;
 
 # --- on a real nginx
 system("chmod -R a+rX '$tmp'");

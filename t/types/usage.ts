@@ -37,6 +37,27 @@ export function singletons(): void {
     manager.every("cleanup", 60, (name, token) => ngx.log(ngx.NOTICE, name, token));
 }
 
+// The fleet: opts.cluster with its callbacks, cluster singletons, nodes().
+export function fleet(): void {
+    manager.on_init_by_lua({
+        shm: "worker_manager",
+        cluster: {
+            redis: { sentinels: [{ host: "10.0.0.6", port: 26379 }], master_name: "mymaster", password: "s" },
+            node: "edge-1",
+            interval: 2,
+            failed: 3,
+            on_join: (node, n_nodes) => ngx.log(ngx.NOTICE, node, " joined, ", n_nodes, " members"),
+            on_leave: (node, n_nodes, reason?: manager.LeaveReason) => ngx.log(ngx.NOTICE, node, " ", reason, n_nodes),
+        },
+    });
+    manager.singleton("leader", { scope: "cluster", start: (name, token) => ngx.log(ngx.NOTICE, name, token) });
+    manager.every("report", 60, (name, token) => ngx.log(ngx.NOTICE, name, token), { scope: "cluster" });
+}
+
+function members(this: void): string[] {
+    return manager.nodes().map((m: manager.FleetNode) => m.node + " gen " + m.generation + " x" + m.workers);
+}
+
 function fencing_token(this: void): number | undefined {
     const [held, token] = manager.holds("cache-warmer");
     return held ? token : undefined;
@@ -48,4 +69,4 @@ function holder_of(this: void, name: string): string | undefined {
     return found?.holder;
 }
 
-export { declared, implemented, node_goes_on, fencing_token, holder_of };
+export { declared, implemented, node_goes_on, fencing_token, holder_of, members };
