@@ -60,8 +60,8 @@ local AGENT = "[worker-manager] fleet"
 local BATCH = 100
 --- Seconds of one blocking read of new events: how long a stop or a move of the agent may wait for it.
 local LISTEN_STEP = 0.5
---- The share of the interval the agent listens for new events after its presence.
-local LISTEN_SHARE = 0.9
+--- Seconds before its next round the agent stops listening (every() then re-arms it at once).
+local LISTEN_GAP = 0.02
 --- Seconds an event's claim is kept (longer than two agents can overlap).
 local CLAIM_TTL = 60
 MIN_RETENTION = 3600 * 1000
@@ -396,7 +396,7 @@ local function agent()
     local err = round(
         c,
         d,
-        now() + c.interval * LISTEN_SHARE
+        now() + math.max(0, c.interval - LISTEN_GAP)
     )
     if err ~= nil then
         trouble(c, d, err)

@@ -31,8 +31,8 @@ const AGENT = "[worker-manager] fleet";
 const BATCH = 100;
 /** Seconds of one blocking read of new events: how long a stop or a move of the agent may wait for it. */
 const LISTEN_STEP = 0.5;
-/** The share of the interval the agent listens for new events after its presence. */
-const LISTEN_SHARE = 0.9;
+/** Seconds before its next round the agent stops listening (every() then re-arms it at once). */
+const LISTEN_GAP = 0.02;
 /** Seconds an event's claim is kept (longer than two agents can overlap). */
 const CLAIM_TTL = 60;
 /** How long the stream keeps an event, at least: a node away longer misses events. */
@@ -308,7 +308,7 @@ function agent(this: void): void {
         return;
     }
     update_time();
-    const err = round(c, d, now() + c.interval * LISTEN_SHARE);
+    const err = round(c, d, now() + math.max(0, c.interval - LISTEN_GAP));
     if (err !== undefined) {
         trouble(c, d, err);
     } else {
