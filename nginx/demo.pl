@@ -3,6 +3,7 @@
 #
 #   perl -I t/lib nginx/demo.pl           `make demo`: a scripted tour (start, a request,
 #                                         reload, kill -9 of a worker, two reloads in a row,
+#                                         a second node joining the fleet and killed,
 #                                         graceful stop, restart and fast stop), printing
 #                                         every callback as it runs, then drawing the run as
 #                                         an SVG timeline
@@ -17,9 +18,13 @@
 #
 # Run from the repository root after `make build` (`make demo` does both).
 # WM_NGINX / WM_LOAD_MODULES choose the nginx binary as for the tests;
+# WM_REDIS_SERVER picks the redis-server binary (default /usr/bin/redis-server):
+# the demo starts a private one, without persistence, on a free port of
+# 127.0.0.1, the fleet's Redis for its nodes (cluster = { ... } in demo.conf).
 # WM_KEEP=2 keeps the temporary prefix (conf and error.log) for a look.
-# Nothing is left running: the driver (t/lib/WorkerManager/Nginx.pm) kills
-# what is left of the node on any exit, die or Ctrl-C.
+# Nothing is left running: the drivers (t/lib/WorkerManager/Nginx.pm and
+# Redis.pm) kill what is left of the nodes and of Redis on any exit, die or
+# Ctrl-C.
 
 use strict;
 use warnings;
@@ -32,6 +37,7 @@ use Time::HiRes qw(time sleep);
 use Test::More ();
 use File::Spec;
 use WorkerManager::Nginx;
+use WorkerManager::Redis;
 
 my ($CHECK, $SERVE, $PORT, $SVG) = (0, 0, undef, undef);
 GetOptions('check' => \$CHECK, 'serve' => \$SERVE, 'port=i' => \$PORT, 'svg=s' => \$SVG,
@@ -61,17 +67,26 @@ my $WIDTH = ($ENV{COLUMNS} // '') =~ /^(\d+)$/ && $1 >= 72 ? $1 : 100;
 die "$LIB/resty/worker/manager.lua is not built: run `make build` (or `make demo`)\n"
     unless -f "$LIB/resty/worker/manager.lua";
 die "$NGINX: no such nginx binary (set WM_NGINX)\n" unless -x $NGINX;
+die "$WorkerManager::Redis::REDIS: no such redis-server binary (set WM_REDIS_SERVER, or run `make demo`)\n"
+    unless -x $WorkerManager::Redis::REDIS;
 
 # demo.conf gets the load_module lines itself, so the driver must not pass them with -g.
 my @MODULES = @WorkerManager::Nginx::LOAD_MODULES;
 @WorkerManager::Nginx::LOAD_MODULES = ();
 
+# The nodes of the fleet: demo-1 is the node of the tour (its driver $n,
+# prefix $PREFIX, master $MASTER and port $PORT); the tour starts demo-2
+# beside it once, and kills it.
 my $n = WorkerManager::Nginx->new(raw_conf => '', workers => $WORKERS, lib_dir => $LIB);
 my $PREFIX = $n->prefix;
 my $MASTER;
+my %NODE1 = (name => 'demo-1', n => $n, seen => 0);
+my %NODE2 = (name => 'demo-2', seen => 0);
+my @NODES;       # the nodes started so far: \%NODE1, then \%NODE2
+my $REDIS;       # the fleet's Redis (WorkerManager::Redis), started first
 my $T0;
 my @CONF_LINES;  # shown_conf_lines() of the running conf
-my $RUN = 1;     # the node's lifetime: the tour restarts nginx once
+my $RUN = 1;     # demo-1's lifetime: the tour restarts nginx once
 my @SIGNALS;     # the signals the tour sent, for the timeline
 
 my $interrupted = 0;
@@ -89,7 +104,10 @@ $SIG{PIPE} = sub { exit 141 };
 sub slurp { my $f = shift; open my $fh, '<', $f or die "$f: $!\n"; local $/; <$fh> }
 
 sub conf_text {
-    my ($port) = @_;
+    my ($port, $node) = @_;
+    $node //= \%NODE1;
+    my $prefix = $node->{n} ? $node->{n}->prefix : $PREFIX;
+    my $redis = $REDIS ? $REDIS->address : '{ host = "127.0.0.1", port = 6379 }';
     my $text = slurp($TEMPLATE);
     my $mods = @MODULES
         ? join("\n", map { "load_module $_;" } @MODULES)
@@ -99,10 +117,10 @@ sub conf_text {
         if $> == 0 && grep { !WorkerManager::Nginx::_others_can_read($_) }
                       ("$LIB/resty/worker/manager.lua", map { "$FindBin::Bin/$_" }
                        qw(demo_helpers.lua demo_timeline.lua demo_page.html));
-    my %fill = (PREFIX => $PREFIX, LOAD_MODULES => $mods, LIB => $LIB,
-                HERE => $FindBin::Bin, PORT => $port);
+    my %fill = (PREFIX => $prefix, LOAD_MODULES => $mods, LIB => $LIB,
+                HERE => $FindBin::Bin, PORT => $port, NODE => $node->{name}, REDIS => $redis);
     $text =~ s/^\@LOAD_MODULES\@$/$fill{LOAD_MODULES}/m;
-    $text =~ s/\@(PREFIX|LIB|HERE|PORT)\@/$fill{$1}/g;
+    $text =~ s/\@(PREFIX|LIB|HERE|PORT|NODE|REDIS)\@/$fill{$1}/g;
     # temp-path directives of modules this nginx was built without
     my $v = `'$NGINX' -V 2>&1` // '';
     $text =~ s/^(\s*)((\w+)_temp_path\b)/$1# $2/mg
@@ -111,7 +129,8 @@ sub conf_text {
 }
 
 # The few lines of the conf that make the run: worker_processes, the shm,
-# and the three *_by_lua_block blocks without their comments.
+# lua_socket_log_errors, and the three *_by_lua_block blocks without their
+# comments.
 sub shown_conf_lines {
     my ($text) = @_;
     my (@lines, $block);
@@ -119,7 +138,7 @@ sub shown_conf_lines {
         if (defined $block) {
             push @lines, $line unless $line =~ /^\s*(?:--.*)?$/;
             undef $block if $line =~ /^$block\}\s*$/;
-        } elsif ($line =~ /^\s*(?:worker_processes|lua_shared_dict worker_manager)\b/) {
+        } elsif ($line =~ /^\s*(?:worker_processes|lua_shared_dict worker_manager|lua_socket_log_errors)\b/) {
             push @lines, $line;
         } elsif ($line =~ /^(\s*)(?:init|init_worker|exit_worker)_by_lua_block \{/) {
             ($block = $1) =~ s/\t/    /g;
@@ -131,40 +150,58 @@ sub shown_conf_lines {
     return @lines;
 }
 
-# Start nginx on $port (or a free port, taking another one if it is taken meanwhile).
+# Start the fleet's Redis: a private redis-server, nothing persisted, on a
+# free port of 127.0.0.1 (WorkerManager::Redis kills it on any exit).
+sub start_redis {
+    $REDIS = WorkerManager::Redis->new;
+    $REDIS->start;
+    my $v = `'$WorkerManager::Redis::REDIS' --version 2>&1` // '';
+    return sprintf '%s%s on 127.0.0.1:%d (pid %d), no persistence', $WorkerManager::Redis::REDIS,
+        ($v =~ /\bv=(\S+)/ ? " $1" : ''), $REDIS->port, $REDIS->pid;
+}
+
+# Start a node's nginx (demo-1 unless $node says otherwise) on $port (or a
+# free port, taking another one if it is taken meanwhile).
 sub start_nginx {
-    my ($want) = @_;
+    my ($want, $node) = @_;
+    $node //= \%NODE1;
+    my $nn = $node->{n} //= WorkerManager::Nginx->new(raw_conf => '', workers => $WORKERS, lib_dir => $LIB);
+    my $prefix = $nn->prefix;
+    push @NODES, $node unless grep { $_ == $node } @NODES;
     for my $try (1 .. 3) {
         my $port = $want // WorkerManager::Nginx::free_port();
-        my $conf = conf_text($port);
-        $n->write_conf(raw_conf => $conf);
-        @CONF_LINES = shown_conf_lines($conf);
+        my $conf = conf_text($port, $node);
+        $nn->write_conf(raw_conf => $conf);
+        my @shown = shown_conf_lines($conf);
+        @CONF_LINES = @shown if $node == \%NODE1;
         # for the live timeline (/timeline.svg in demo.conf)
-        open my $fh, '>', "$PREFIX/conf/shown.txt" or die "$PREFIX/conf/shown.txt: $!\n";
-        print $fh map { "conf $_\n" } @CONF_LINES;
+        open my $fh, '>', "$prefix/conf/shown.txt" or die "$prefix/conf/shown.txt: $!\n";
+        print $fh map { "conf $_\n" } @shown;
         close $fh;
-        my $mark = $n->mark;
+        my $mark = $nn->mark;
         $T0 //= time;
-        my $rc = $n->start(wait => 0, expect_fail => 1);
+        my $rc = $nn->start(wait => 0, expect_fail => 1);
         if ($rc == 0) {
-            $MASTER = $n->master_pid;
+            $node->{master} = $nn->master_pid;
+            $node->{port} = $port;
+            $MASTER = $node->{master} if $node == \%NODE1;
             return $port;
         }
-        my $bind = grep { $_->{text} =~ /bind\(\) to 127\.0\.0\.1:$port failed/ } $n->entries;
+        my $bind = grep { $_->{text} =~ /bind\(\) to 127\.0\.0\.1:$port failed/ } $nn->entries;
         next if $bind && !defined $want;
-        my $err = -f "$PREFIX/logs/stderr.log" ? slurp("$PREFIX/logs/stderr.log") : '';
+        my $err = -f "$prefix/logs/stderr.log" ? slurp("$prefix/logs/stderr.log") : '';
         $err .= join '', map { "$_->{line}\n" } grep { $_->{level} =~ /^(?:error|crit|alert|emerg)$/ }
-            $n->grep_log(qr//, since => $mark);
-        die "nginx failed to start (exit $rc):\n$err";
+            $nn->grep_log(qr//, since => $mark);
+        die "nginx ($node->{name}) failed to start (exit $rc):\n$err";
     }
     die "nginx failed to start: no free port\n";
 }
 
 # ------------------------------------------------------------------ the timeline
 
-my @EV;          # callbacks seen: { event id prev mine next process pid slot t gen wpid }
+my @EV;          # callbacks seen: { event id prev mine next process pid slot t gen wpid self run }
+                 # (self: the node whose log said it)
 my @ROWS;        # everything printed: callbacks and log lines
-my $seen = 0;    # log entries consumed
 my $last_t = 0;
 
 my $TIME_FMT = $SERVE ? '%8.3f' : '%7.3f';
@@ -210,18 +247,31 @@ sub kv {
     return %h;
 }
 
-# One log entry as a row of the timeline, or nothing.
+# One log entry of a node as a row of the timeline, or nothing.
 sub row_of {
-    my $e = shift;
+    my ($e, $node) = @_;
+    my $r = _row_of($e, $node) or return;
+    $r->{self} = $node->{name};
+    return $r;
+}
+sub _row_of {
+    my ($e, $node) = @_;
     my $text = $e->{text};
+    my $run = $node == \%NODE1 ? $RUN : 1;
+    if ($text =~ /\bdemo: fleet_(join|leave) (node=.*)\z/s) {
+        my %h = (kind => 'fleet', event => "fleet_$1", kv($2), run => $run);
+        ($h{line} = "event=fleet_$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
+        $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
+        return \%h;
+    }
     if ($text =~ /\bdemo: singleton_(start|stop) (name=.*)\z/s) {
-        my %h = (kind => 'job', event => "singleton_$1", kv($2), run => $RUN);
+        my %h = (kind => 'job', event => "singleton_$1", kv($2), run => $run);
         ($h{line} = "event=singleton_$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
         $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
         return \%h;
     }
     if ($text =~ /\bdemo: (\w+) (id=.*)\z/s) {
-        my %h = (kind => 'cb', event => $1, kv($2), run => $RUN);
+        my %h = (kind => 'cb', event => $1, kv($2), run => $run);
         ($h{line} = "event=$1 $2") =~ s/, (?:context|client|server|request|host|upstream): .*\z//s;
         $h{t} = defined $h{t} && $h{t} =~ /^[\d.]+$/ ? $h{t} - $T0 : undef;
         if ($h{event} =~ /^master/) { $h{gen} = $h{id} }
@@ -241,6 +291,7 @@ sub row_of {
         return { kind => 'other', event => "nginx " . uc($e->{level} eq 'error' ? 'err' : $e->{level}),
                  msg => $msg, level => $e->{level} };
     }
+    return { kind => 'warn', event => 'nginx WARN', msg => $msg, level => 'warn' } if $e->{level} eq 'warn';
     return;
 }
 
@@ -248,53 +299,70 @@ sub print_row {
     my $r = shift;
     print_header() if $need_header;
     my $t = sprintf $TIME_FMT, $r->{t};
+    # once there is a second node, every row says which node it comes from
+    my $node = @NODES > 1 ? "$r->{self} " : '';
     if ($r->{kind} eq 'cb') {
         # nginx runs init_by_lua of the first start before it daemonizes: in
         # the process that then forks the master
+        my $master = $r->{self} eq 'demo-2' ? $NODE2{master} : $MASTER;
         my $where = $r->{process} && $r->{process} eq 'master'
-            ? "master $r->{pid}" . ($MASTER && $r->{pid} ne $MASTER ? ' (before daemonizing)' : '')
+            ? "master $r->{pid}" . ($master && $r->{pid} ne $master ? ' (before daemonizing)' : '')
             : sprintf('worker %s (slot %s)', $r->{pid} // '?', $r->{slot} // '?');
         printf "  %s  %-12s  %-10s  %-6s  %-6s  %-6s  %s\n", $t, $r->{event}, $r->{id},
-            $r->{n_prev} // '?', $r->{n_mine} // '?', $r->{n_next} // '?', $where;
+            $r->{n_prev} // '?', $r->{n_mine} // '?', $r->{n_next} // '?', "$node$where";
     } elsif ($r->{kind} eq 'job') {
         # a singleton's start or stop: its name and token, and the stop's reason
         (my $what = $r->{event}) =~ s/^singleton_/job /;
         printf "  %s  %-12s  %-10s  %-22s  %s\n", $t, $what, "$r->{name} #$r->{token}",
             $r->{reason} eq 'nil' ? '' : "reason \"$r->{reason}\"",
-            sprintf('worker %s (slot %s)', $r->{pid} // '?', $r->{slot} // '?');
+            sprintf('%sworker %s (slot %s)', $node, $r->{pid} // '?', $r->{slot} // '?');
+    } elsif ($r->{kind} eq 'fleet') {
+        # on_join / on_leave: the member, n_nodes, the leave's reason, and
+        # always the node that ran it (the member is another node, mostly)
+        (my $what = $r->{event}) =~ s/^fleet_/fleet /;
+        printf "  %s  %-12s  %-10s  %-22s  %s\n", $t, $what, $r->{node},
+            "n_nodes $r->{n_nodes}" . (defined $r->{reason} ? "  reason \"$r->{reason}\"" : ''),
+            sprintf('%s worker %s (slot %s)', $r->{self}, $r->{pid} // '?', $r->{slot} // '?');
     } else {
-        printf "  %s  %-12s  %s\n", $t, $r->{event}, wrap($r->{msg}, $MSG_COL);
+        my $msg = @NODES > 1 ? "$r->{self}: $r->{msg}" : $r->{msg};
+        printf "  %s  %-12s  %s\n", $t, $r->{event}, wrap($msg, $MSG_COL);
     }
 }
 
-# Read what the error log gained, print it as timeline rows; returns how many.
+# Read what the nodes' error logs gained, print it as timeline rows, in the
+# order of their times; returns how many.
 sub pump {
-    my @all = $n->entries;
-    return 0 if $seen > $#all;
-    my @new = @all[$seen .. $#all];
-    $seen = @all;
     my $obs = time - $T0;
-    my @rows = grep { defined } map { row_of($_) } @new;
-    # log lines have no sub-second time: take the next callback's time in this
-    # batch (they are logged right around it), else the time we read them
-    for my $i (0 .. $#rows) {
-        next if defined $rows[$i]{t};
-        my ($next) = grep { defined } map { $_->{kind} eq 'cb' ? $_->{t} : undef } @rows[$i + 1 .. $#rows];
-        $rows[$i]{t} = defined $next && $next < $obs ? $next : $obs;
+    my @rows;
+    for my $node (@NODES) {
+        my @all = $node->{n}->entries;
+        next if $node->{seen} > $#all;
+        my @new = @all[$node->{seen} .. $#all];
+        $node->{seen} = @all;
+        my @mine = grep { defined } map { row_of($_, $node) } @new;
+        # log lines have no sub-second time: take the next callback's time in this
+        # batch (they are logged right around it), else the time we read them
+        for my $i (0 .. $#mine) {
+            next if defined $mine[$i]{t};
+            my ($next) = grep { defined } map { $_->{kind} eq 'cb' ? $_->{t} : undef } @mine[$i + 1 .. $#mine];
+            $mine[$i]{t} = defined $next && $next < $obs ? $next : $obs;
+        }
+        push @rows, @mine;
     }
-    for my $r (@rows) {
+    # (sort is stable: the rows of one node keep the order of its log)
+    for my $r (sort { $a->{t} <=> $b->{t} } @rows) {
         $r->{t} = $last_t if $r->{t} < $last_t;
         $last_t = $r->{t};
         print_row($r);
         push @ROWS, $r;
-        push @EV, $r if $r->{kind} eq 'cb' || $r->{kind} eq 'job';
+        push @EV, $r if $r->{kind} eq 'cb' || $r->{kind} eq 'job' || $r->{kind} eq 'fleet';
     }
     return scalar @rows;
 }
 
-# callbacks seen, in the first run unless run => N says otherwise
+# callbacks seen, of demo-1 in its first run unless self => / run => say otherwise
 sub evs {
-    my %f = (run => 1, @_);
+    my %f = (run => 1, self => 'demo-1', @_);
     return grep { my $e = $_; !grep { !defined $e->{$_} || $e->{$_} ne $f{$_} } keys %f } @EV;
 }
 
@@ -318,12 +386,22 @@ sub follow {
     }
 }
 
-# Send a signal and note it for the timeline.
+# Send a signal (to demo-1) and note it for the timeline.
 sub send_signal {
     my ($sig, $pid) = @_;
-    push @SIGNALS, sprintf 'event=signal name=%s pid=%d to=%s t=%.3f', $sig, $pid // $MASTER,
+    push @SIGNALS, sprintf 'event=signal name=%s pid=%d to=%s self=demo-1 t=%.3f', $sig, $pid // $MASTER,
         defined $pid ? 'worker' : 'master', time;
     if (defined $pid) { $n->kill_worker($pid, $sig) } else { $n->signal($sig) }
+}
+
+# kill -9 of a whole node at once, its master and every worker, as when its
+# machine dies; noted for the timeline. Returns the time (since $T0) and the pids.
+sub kill_node {
+    my ($node) = @_;
+    my $t = time;
+    push @SIGNALS, sprintf 'event=signal name=KILL pid=%d to=node self=%s t=%.3f', $node->{master}, $node->{name}, $t;
+    my @pids = $node->{n}->signal_node('KILL');
+    return ($t - $T0, @pids);
 }
 
 # ------------------------------------------------------------------ status()
@@ -355,6 +433,14 @@ sub show_status {
                                                                : "free (last token $j->{token})");
     }
     print "\n  status()  ", join("\n$pad", @lines), "\n";
+    # the fleet as the node last saw it: manager.nodes(), from its shm
+    my ($code, $body) = $n->get('/nodes', port => $PORT);
+    my $nodes = $code && $code == 200 ? eval { JSON::PP->new->decode($body) } : undef;
+    my $fleet = ref $nodes eq 'ARRAY'
+        ? (@$nodes ? join(', ', map { "$_->{node} (generation $_->{generation}, $_->{workers} worker" . ($_->{workers} == 1 ? '' : 's') . ')' } @$nodes)
+                   : 'none yet')
+        : 'GET /nodes: ' . ($code ? "HTTP $code $body" : $body);
+    print "  nodes()   ", wrap($fleet, 12), "\n";
 }
 
 sub step {
@@ -373,21 +459,26 @@ sub nginx_version {
 sub tour {
     print "resty.worker.manager tour", ($CHECK ? ' (--check)' : ''), "\n";
     printf "  nginx   %s (%s)%s\n", $NGINX, nginx_version(), @MODULES ? ', lua module loaded with load_module' : '';
+    print  "  redis   ", start_redis(), "\n";
     print  "  conf    nginx/demo.conf -> $PREFIX/conf/nginx.conf\n";
-    print  "  opts    { shm = \"worker_manager\", interval = 1, failed = 2, on_crash = ... }\n";
+    print  "  opts    { shm = \"worker_manager\", interval = 1, failed = 2, on_crash = ...,\n",
+           "            cluster = { redis = ..., node = \"demo-1\", interval = 1, failed = 1, on_join = ..., on_leave = ... } }\n";
     print  "  every callback is cb(id, n_prev, n_mine, n_next); nil means no such generation;\n";
+    print  "  the fleet's are on_join(node, n_nodes) and on_leave(node, n_nodes, reason);\n";
     print  "  times are seconds since nginx was started\n";
-    my $total = 7;
+    my $total = 8;
     print  "  the conf lines that make the run:\n", map { "    $_\n" } shown_conf_lines(conf_text(0));
 
     step(1, $total, 'start nginx with 2 workers',
          'master_start runs in the master (generation 1; n_prev nil: a fresh start), then each worker '
        . 'runs worker_start and counts itself: n_mine 1, then 2. One of them starts the singleton job '
-       . '"reporter", token 1.');
+       . '"reporter", token 1, and the node joins the fleet: it runs on_join for itself, the only member '
+       . '(status() lists the module\'s own singleton "[worker-manager] fleet" too: the node\'s agent in the fleet).');
     $PORT = start_nginx();
     header();
     follow('generation 1 to start', sub { evs(event => 'master_start', id => 1) && evs(event => 'worker_start', gen => 1) >= $WORKERS
-                                          && evs(event => 'singleton_start', token => 1) });
+                                          && evs(event => 'singleton_start', token => 1)
+                                          && evs(event => 'fleet_join', node => 'demo-1') });
     show_status();
 
     step(2, $total, 'a request: GET /',
@@ -451,18 +542,45 @@ sub tour {
             && grep { $gen4{ $_->{pid} } } evs(event => 'singleton_start') });
     show_status();
 
-    step(6, $total, "graceful stop: kill -QUIT $MASTER",
+    step(6, $total, 'a second node: start demo-2, then kill -9 of all its processes',
+         'demo-2 is nginx/demo.conf again with node = "demo-2" (its rows say demo-2): it starts on its own, '
+       . 'generation 1, and joins the fleet on the same Redis, so both nodes run on_join("demo-2", 2), '
+       . 'demo-2 for itself. Then its master and workers are killed at once, as when its machine dies: '
+       . 'nothing of it runs to say goodbye, and once its presence is overdue by Redis\'s clock demo-1 runs '
+       . 'on_leave("demo-2", 1, "lost"), within interval + failed + interval (3 s) of the kill.');
+    header();
+    start_nginx(undef, \%NODE2);
+    print "\n  conf    nginx/demo.conf -> ", $NODE2{n}->prefix, "/conf/nginx.conf (node = \"demo-2\"), ",
+          "master pid $NODE2{master}\n";
+    follow('demo-2 to start and both nodes to run its join', sub {
+        evs(self => 'demo-2', event => 'worker_start', gen => 1) >= $WORKERS
+            && evs(self => 'demo-2', event => 'singleton_start', token => 1)
+            && evs(self => 'demo-2', event => 'fleet_join', node => 'demo-2')
+            && evs(event => 'fleet_join', node => 'demo-2') });
+    show_status();
+    my ($kill_t, @pids) = kill_node(\%NODE2);
+    print "\n  kill -9 @pids (demo-2: its master and its $WORKERS workers)\n";
+    $NODE2{killed} = $kill_t;
+    header();
+    follow('demo-1 to run the leave of demo-2', sub { evs(event => 'fleet_leave', node => 'demo-2') });
+    my ($leave) = evs(event => 'fleet_leave', node => 'demo-2');
+    printf "\n  demo-1 heard of the loss %.1f s after the kill\n", $leave->{t} - $kill_t;
+    show_status();
+
+    step(7, $total, "graceful stop: kill -QUIT $MASTER",
          'The singleton\'s holder runs its stop with reason "stop", and nobody starts it again. Each worker of '
        . 'generation 4 exits with n_next=nil (no newer generation: the node is stopping); the last one runs '
-       . 'master_exit 4, also with n_next=nil. Then nginx is gone, and its shm with it.');
+       . 'master_exit 4, also with n_next=nil, then tells Redis that demo-1 leaves ("stopped": no node is '
+       . 'left to hear it). Then nginx is gone, and its shm with it.');
     header();
     send_signal('QUIT');
     follow('nginx to stop', sub { evs(event => 'master_exit', id => 4) && !$n->alive($MASTER) });
     print "\n  nginx has exited (no status(): the shm went with the node)\n";
 
     $RUN = 2;
-    step(7, $total, 'start again, then a fast stop: kill -TERM',
-         'A new node with a new, empty shm: generation 1 again, n_prev nil, exactly like the first start. '
+    step(8, $total, 'start again, then a fast stop: kill -TERM',
+         'A new node with a new, empty shm: generation 1 again, n_prev nil, exactly like the first start, '
+       . 'and it joins the fleet again. '
        . 'TERM stops nginx fast: nginx fires no timers then, so each worker\'s exit runs from '
        . 'exit_worker_by_lua (the third hook, phase exit_worker), with n_next=nil and exit_reason() "stop"; '
        . 'the last one runs master_exit 1. The singleton starts with token 1 again (a new node), and its '
@@ -471,10 +589,13 @@ sub tour {
     $PORT = start_nginx();
     follow('the new node to start', sub {
         evs(run => 2, event => 'master_start', id => 1) && evs(run => 2, event => 'worker_start', gen => 1) >= $WORKERS
-            && evs(run => 2, event => 'singleton_start', token => 1) });
+            && evs(run => 2, event => 'singleton_start', token => 1)
+            && evs(run => 2, event => 'fleet_join', node => 'demo-1') });
     send_signal('TERM');
     follow('nginx to stop', sub { evs(run => 2, event => 'master_exit', id => 1) && !$n->alive($MASTER) });
     print "\n  nginx has exited\n";
+    $REDIS->stop;
+    print "  redis   stopped\n";
 
     draw_timeline();
     return verify();
@@ -493,8 +614,9 @@ sub draw_timeline {
     mkdir $dir if length $dir && !-d $dir;
     my $events = "$PREFIX/timeline.txt";
     open my $fh, '>', $events or die "$events: $!\n";
-    print $fh map { "$_\n" } (map { $_->{line} } grep { $_->{kind} eq 'cb' || $_->{kind} eq 'job' } @ROWS), @SIGNALS,
-                             map { "conf $_" } @CONF_LINES;
+    # each line says the node it comes from (self=demo-1, self=demo-2)
+    print $fh map { "$_\n" } (map { "$_->{line} self=$_->{self}" } grep { $_->{kind} =~ /^(?:cb|job|fleet)$/ } @ROWS),
+                             @SIGNALS, map { "conf $_" } @CONF_LINES;
     close $fh;
     my $rc = system $luajit, "$FindBin::Bin/demo_timeline.lua", $events, $svg,
         'resty.worker.manager: the tour of make demo';
@@ -602,6 +724,34 @@ sub verify {
              'the fast stop: one master_exit 1 with n_next nil',
              'got ' . join(' ', map { "($_->{id}, $_->{n_next})" } @me2));
 
+    # the fleet: demo-2's join heard on both nodes, its loss on demo-1, and
+    # besides these only demo-1's own join at each of its two starts
+    my @fleet = grep { $_->{kind} eq 'fleet' } @EV;
+    my $fl = sub {
+        my $e = shift;
+        return sprintf '%s%s ran %s("%s", %s%s)', $e->{self}, ($e->{run} > 1 ? " (run $e->{run})" : ''),
+            ($e->{event} eq 'fleet_join' ? 'on_join' : 'on_leave'), $e->{node}, $e->{n_nodes},
+            (defined $e->{reason} ? qq{, "$e->{reason}"} : '');
+    };
+    my @j2 = grep { $_->{event} eq 'fleet_join' && $_->{node} eq 'demo-2' } @fleet;
+    $check->(@j2 == 2 && !grep({ $_->{n_nodes} ne '2' } @j2) && join(',', sort map { $_->{self} } @j2) eq 'demo-1,demo-2',
+             'the second node\'s start: on_join("demo-2", 2) once on demo-1 and once on demo-2 itself',
+             'got ' . join(', ', map { $fl->($_) } @j2));
+    my @l2 = grep { $_->{event} eq 'fleet_leave' && $_->{node} eq 'demo-2' } @fleet;
+    my $delay = @l2 && defined $NODE2{killed} ? $l2[0]{t} - $NODE2{killed} : undef;
+    # (interval + failed + interval by Redis's clock; some slack for the
+    # agent's timer and the callback's own time)
+    $check->(@l2 == 1 && $l2[0]{self} eq 'demo-1' && $l2[0]{n_nodes} eq '1' && ($l2[0]{reason} // '') eq 'lost'
+             && defined $delay && $delay <= 3 + 0.25,
+             'the kill -9 of the second node: on_leave("demo-2", 1, "lost") once, on demo-1, within 3 s'
+             . (defined $delay ? sprintf(' (%.1f s)', $delay) : ''),
+             'got ' . join(', ', map { $fl->($_) } @l2));
+    my @other = grep { $_->{node} ne 'demo-2' } @fleet;
+    my @want = map { { self => 'demo-1', run => $_, event => 'fleet_join', node => 'demo-1', n_nodes => 1 } } 1, 2;
+    $check->(join(' | ', map { $fl->($_) } @other) eq join(' | ', map { $fl->($_) } @want),
+             'no other fleet event: demo-1 ran on_join("demo-1", 1) at each of its starts, nothing else',
+             'got ' . join(', ', map { $fl->($_) } @other));
+
     my $lanes = () = ($SVG_DRAWN ? slurp($SVG_DRAWN) : '') =~ /class="lane-label worker"/g;
     my %wids = map { $_->{id} => 1 } grep { $_->{event} eq 'worker_start' } @EV;
     $check->($SVG_DRAWN && $lanes == keys %wids,
@@ -612,6 +762,8 @@ sub verify {
                      && !($_->{kind} eq 'nginx' && $_->{msg} =~ /exited on signal 9/)
                      && !(@crash_log && $_ == $crash_log[0]) } grep { $_->{kind} ne 'cb' } @ROWS;
     $check->(!@bad, 'no other errors in the log', join(' | ', map { $_->{msg} } @bad));
+    my @warn = grep { ($_->{level} // '') eq 'warn' } @ROWS;
+    $check->(!@warn, 'no warnings in the log of either node', join(' | ', map { "$_->{self}: $_->{msg}" } @warn));
 
     $_->[2] =~ s/^got \z/got none/ for @checks;
     my @failed = grep { !$_->[0] } @checks;
@@ -628,16 +780,19 @@ sub verify {
 # ------------------------------------------------------------------ serve
 
 sub serve {
+    my $redis = start_redis();
     $PORT = start_nginx($PORT);
     my $base = "http://127.0.0.1:$PORT";
     my $ng = "$NGINX -p $PREFIX/ -c $PREFIX/conf/nginx.conf";
     print "resty.worker.manager: a node to play with\n\n";
     printf "  nginx    %s (%s), master pid %d, %d workers\n", $NGINX, nginx_version(), $MASTER, $WORKERS;
     print  "  conf     nginx/demo.conf -> $PREFIX/conf/nginx.conf\n";
-    print  "  log      $PREFIX/logs/error.log\n\n";
+    print  "  log      $PREFIX/logs/error.log\n";
+    print  "  redis    $redis: the fleet's (node = \"demo-1\")\n\n";
     print  "  $base/timeline  the node's timeline, live: open it in a browser\n";
     print  "  $base/          which worker answers\n";
-    print  "  $base/status    status() as JSON\n\n";
+    print  "  $base/status    status() as JSON\n";
+    print  "  $base/nodes     nodes(), the fleet as the node last saw it, as JSON\n\n";
     print  "  try, in another terminal:\n";
     my @try = (["curl $base/status", "the node's view"],
                ["kill -HUP $MASTER", 'reload'],
@@ -688,7 +843,18 @@ sub serve {
     }
 }
 
-END { print "\n(kept $PREFIX: WM_KEEP=2)\n" if $PREFIX && ($ENV{WM_KEEP} // '') eq '2' }
+# Nothing is left running, also on failure: the nodes first (a node still
+# up would log its lost Redis), then Redis. (The drivers' own END blocks
+# would do the same, in the other order.)
+END {
+    my $rc = $?;
+    print "\n(kept $_: WM_KEEP=2)\n" for grep { $_ && ($ENV{WM_KEEP} // '') eq '2' }
+        $PREFIX, (map { $_->{n} && $_ != \%NODE1 ? $_->{n}->prefix : () } @NODES), ($REDIS ? $REDIS->dir : ());
+    $_->{n}->cleanup for grep { $_->{n} } reverse @NODES;
+    $n->cleanup;
+    $REDIS->cleanup if $REDIS;
+    $? = $rc;
+}
 
 exit serve() if $SERVE;
 my $failed = eval { tour() };

@@ -6,6 +6,9 @@
 --                    held the node lock (nginx/demo.pl reads these lines); the
 --                    same line goes to the journal for the live timeline
 --   job(kind)        a singleton's start or stop that logs and journals the same way
+--   fleet(kind)      the fleet's on_join ("join") or on_leave ("leave") that
+--                    logs "demo: fleet_<kind> node=.. n_nodes=.. [reason=..] ..."
+--                    and journals it the same way
 --   journal()        the journal so far: those lines, one per callback, in
 --                    the format of nginx/demo_timeline.lua's parse()
 --   json(value)      a tiny JSON encoder for status() (no cjson needed)
@@ -86,6 +89,23 @@ function M.job(kind)
         })
         remember(line)
         ngx.log(ngx.NOTICE, "demo: singleton_", kind, " ", line:sub(#"event=singleton_" + #kind + 2))
+    end
+end
+
+-- fleet(kind) the cluster's on_join ("join") or on_leave ("leave"): one
+-- line at NOTICE, "demo: fleet_join node=<member> n_nodes=<n> ..." (a
+-- leave adds reason=stopped|lost), journalled like the callbacks above
+function M.fleet(kind)
+    return function(node, n_nodes, reason)
+        ngx.update_time()
+        local line = concat({
+            "event=fleet_", kind, " node=", tostring(node), " n_nodes=", tostring(n_nodes),
+            kind == "leave" and (" reason=" .. tostring(reason)) or "",
+            " process=worker pid=", ngx.worker.pid(), " slot=", tostring(ngx.worker.id()),
+            " phase=", ngx.get_phase(), " t=", fmt("%.3f", ngx.now()),
+        })
+        remember(line)
+        ngx.log(ngx.NOTICE, "demo: fleet_", kind, " ", line:sub(#"event=fleet_" + #kind + 2))
     end
 end
 

@@ -1,6 +1,8 @@
 -- The demo's run as an SVG swim-lane timeline: one lane per process,
 -- workers grouped by generation, each callback a mark whose four counts
--- show on hover, crashes, signals and the node lock's holds.
+-- show on hover, crashes, signals and the node lock's holds; with more
+-- than one node (or a fleet), a group of lanes per node, its fleet events
+-- (on_join, on_leave) on the node's own lane.
 --
 -- Plain Lua, no ngx: nginx/demo.conf serves it live (/timeline.svg, drawn
 -- from the journal of nginx/demo_helpers.lua) and nginx/demo.pl runs it
@@ -11,13 +13,17 @@
 --   parse(text)          the events of a journal: one per line,
 --                        "event=<name> key=value ...", as demo_helpers.lua
 --                        writes them ("event=signal name=HUP pid=.. to=master
---                        t=.." for a signal the demo sent); a line
---                        "conf <text>" is a line of nginx.conf to show
+--                        t=.." for a signal the demo sent, to=node for a
+--                        kill of the whole node); "self=<node>" says which
+--                        node's line it is (demo.pl adds it; default:
+--                        opts.node); a line "conf <text>" is a line of
+--                        nginx.conf to show
 --   svg(events, opts)    the SVG document, a string; opts:
 --                          now    where the picture ends (default: the
 --                                 last event); bars still open reach it
 --                          conf   lines of nginx.conf to show below
 --                          title  the heading
+--                          node   the node's name, for lines without self=
 
 local M = {}
 
@@ -38,6 +44,10 @@ local GOLD = "#d9a300"
 
 -- generation colours, in turn
 local PALETTE = { "#3b7dd8", "#2a9d6f", "#c7822b", "#8a5cc2", "#c2477a", "#4a9ab0" }
+
+-- the fleet's events: a join, a leave (lost, or stopped)
+local JOIN = "#2f9e44"
+local LEAVE = { lost = "#e8590c", stopped = "#868e96" }
 
 local CALLBACKS = {
     master_start = true, master_exit = true, worker_start = true,
@@ -160,13 +170,22 @@ local function runner_of(e)
     return fmt("worker pid %s, slot %s", e.pid or "?", e.slot or "?")
 end
 
--- Sort the events into runs of the node (a start or restart begins one),
--- generations and worker lanes.
-local function build_model(events)
-    local runs, gens, workers, by_pid = {}, {}, {}, {}
-    local run
+-- Sort the events into nodes (self=), each node's runs (a start or restart
+-- begins one), generations and worker lanes, and each node's fleet events.
+local function build_model(events, default_node)
+    local nodes, by_name = {}, {}
+    local gens = {}
+    local function node_of(name)
+        local node = by_name[name]
+        if not node then
+            node = { name = name, runs = {}, fleet = {}, workers = {}, by_pid = {} }
+            by_name[name] = node
+            nodes[#nodes + 1] = node
+        end
+        return node
+    end
     local function gen_of(run_, g)
-        local key = run_.n .. ":" .. g
+        local key = run_.node.name .. ":" .. run_.n .. ":" .. g
         local gen = gens[key]
         if not gen then
             gen = { id = g, run = run_, workers = {}, colour = PALETTE[(#run_.gens) % #PALETTE + 1] }
@@ -176,15 +195,22 @@ local function build_model(events)
         return gen
     end
     for _, e in ipairs(events) do
-        if e.event == "master_start" and (e.n_prev == "nil" or not run) then
-            run = { n = #runs + 1, gens = {}, signals = {}, first = e.t, last = e.t }
-            runs[#runs + 1] = run
+        local node = node_of(e.self or default_node or "")
+        if e.event == "master_start" and (e.n_prev == "nil" or not node.run) then
+            node.run = { n = #node.runs + 1, node = node, gens = {}, signals = {}, first = e.t, last = e.t }
+            node.runs[#node.runs + 1] = node.run
         end
+        local run = node.run
         if run then
             run.last = max(run.last, e.t_end or e.t)
             if e.event == "signal" then
                 run.signals[#run.signals + 1] = e
-                run.master_pid = run.master_pid or (e.to == "master" and e.pid) or nil
+                run.master_pid = run.master_pid or (e.to ~= "worker" and e.pid) or nil
+                if e.to == "node" then
+                    run.killed = run.killed or e
+                end
+            elseif e.event == "fleet_join" or e.event == "fleet_leave" then
+                node.fleet[#node.fleet + 1] = e
             elseif e.event == "master_start" or e.event == "master_exit" then
                 local gen = gen_of(run, e.id)
                 gen[e.event] = e
@@ -193,11 +219,11 @@ local function build_model(events)
                 end
             elseif e.event == "worker_start" or e.event == "worker_exit" or e.event == "crash" then
                 local g = e.id:match("^(%d+)%-")
-                local w = workers[e.id]
+                local w = node.workers[e.id]
                 if not w and g then
-                    w = { id = e.id, pid = e.id:match("%-(%d+)$"), jobs = {} }
-                    workers[e.id] = w
-                    by_pid[w.pid] = w
+                    w = { id = e.id, pid = e.id:match("%-(%d+)$"), jobs = {}, run = run }
+                    node.workers[e.id] = w
+                    node.by_pid[w.pid] = w
                     local gen = gen_of(run, g)
                     gen.workers[#gen.workers + 1] = w
                 end
@@ -207,7 +233,7 @@ local function build_model(events)
                 end
             elseif e.event == "singleton_start" or e.event == "singleton_stop" then
                 -- a singleton's holding, on the lane of the worker that held it
-                local w = by_pid[e.pid]
+                local w = node.by_pid[e.pid]
                 if w and e.event == "singleton_start" then
                     w.jobs[#w.jobs + 1] = { start = e }
                 elseif w then
@@ -218,9 +244,11 @@ local function build_model(events)
                     end
                 end
             end
+        elseif e.event == "fleet_join" or e.event == "fleet_leave" then
+            node.fleet[#node.fleet + 1] = e
         end
     end
-    return runs, workers
+    return nodes
 end
 
 -- the end of a worker's bar and how it ended
@@ -234,6 +262,10 @@ local function worker_end(w, kills, now)
     end
     if w.crash then
         return w.crash.t, "dead"
+    end
+    -- killed with its whole node
+    if w.run and w.run.killed then
+        return w.run.killed.t, "killed"
     end
     return now, "open"
 end
@@ -263,38 +295,89 @@ function M.svg(events, opts)
     end
     local now = max(opts.now or t1, t1)
 
-    local runs = build_model(sorted)
+    local nodes = build_model(sorted, opts.node)
     local kills = {}
+    local n_fleet = 0
     for _, e in ipairs(sorted) do
         if e.event == "signal" and e.to == "worker" then
             kills[e.pid] = e
+        elseif e.event == "fleet_join" or e.event == "fleet_leave" then
+            n_fleet = n_fleet + 1
         end
     end
+    -- a lane per node (its name, its fleet events) when there is a fleet
+    local named = #nodes > 1 or n_fleet > 0
 
     local x_of, breaks, x_end = time_scale(times, t0, now)
     local function rel(t)
         return fmt("%.3f s", t - t0)
     end
 
-    -- rows: the lock, then per run its master and its generations
+    -- rows: per node (its own lane first, when named), its lock, then
+    -- per run its master and its generations
     local rows = {}
-    rows[#rows + 1] = { kind = "lock" }
-    for _, run in ipairs(runs) do
-        rows[#rows + 1] = { kind = "master", run = run }
-        for _, gen in ipairs(run.gens) do
-            rows[#rows + 1] = { kind = "generation", gen = gen }
-            for _, w in ipairs(gen.workers) do
-                rows[#rows + 1] = { kind = "worker", worker = w, gen = gen }
+    if #nodes == 0 then
+        rows[1] = { kind = "lock", node = { name = "", runs = {}, fleet = {} } }
+    end
+    for _, node in ipairs(nodes) do
+        node.first_row = #rows + 1
+        if named then
+            rows[#rows + 1] = { kind = "node", node = node }
+        end
+        rows[#rows + 1] = { kind = "lock", node = node }
+        node.lock_row = #rows
+        for _, run in ipairs(node.runs) do
+            rows[#rows + 1] = { kind = "master", run = run, node = node }
+            for _, gen in ipairs(run.gens) do
+                rows[#rows + 1] = { kind = "generation", gen = gen, node = node }
+                for _, w in ipairs(gen.workers) do
+                    rows[#rows + 1] = { kind = "worker", worker = w, gen = gen, node = node }
+                end
             end
+        end
+        node.last_row = #rows
+    end
+
+    local width = max(x_end + 70, 760)
+
+    -- the legend, in as many lines as the width needs
+    local legends = {
+        { '<path d="M-6,5 l6,-11 l6,11 z" fill="#666"/>', "master start" },
+        { '<rect x="-5" y="-5" width="10" height="10" fill="#666"/>', "master exit" },
+        { '<circle r="5" fill="#666"/>', "worker start" },
+        { '<path d="M0,-6 l6,6 l-6,6 l-6,-6 z" fill="#666"/>', "worker exit" },
+        { '<path d="M-5,-5 l10,10 m0,-10 l-10,10" stroke="#d33" stroke-width="3"/>', "crash (on_crash)" },
+        { '<rect x="-6" y="-6" width="12" height="12" fill="#333"/>', "node lock held" },
+        { '<path d="M0,-7 l0,14 M0,-7 l9,4 l-9,4" stroke="#444" fill="#444"/>', "signal sent" },
+        { '<path d="M-8,0 l16,0" stroke="' .. GOLD .. '" stroke-width="3"/><path d="M0,-6 l2,4.5 l4.5,0.5 '
+          .. 'l-3.5,3 l1,4.5 l-4,-2.5 l-4,2.5 l1,-4.5 l-3.5,-3 l4.5,-0.5 z" fill="' .. GOLD .. '"/>',
+          "singleton held (start, stop)" },
+    }
+    if n_fleet > 0 then
+        legends[#legends + 1] = { '<circle r="6" fill="' .. JOIN .. '"/><path d="M-3.5,0 h7 M0,-3.5 v7" '
+                                  .. 'stroke="#fff" stroke-width="2"/>', "a node joins (on_join)" }
+        legends[#legends + 1] = { '<circle r="6" fill="' .. LEAVE.lost .. '"/><path d="M-3.5,0 h7" '
+                                  .. 'stroke="#fff" stroke-width="2"/>', "a node leaves (on_leave: lost, stopped)" }
+    end
+    local legend_lines = 1
+    do
+        local lx = 10
+        for _, l in ipairs(legends) do
+            local w = 22 + #l[2] * 6.2
+            if lx > 10 and lx + w > width then
+                legend_lines = legend_lines + 1
+                lx = 10
+            end
+            l.x, l.line = lx, legend_lines
+            lx = lx + w
         end
     end
 
     local conf = opts.conf or {}
     local lanes_h = #rows * ROW_H
     local legend_y = TOP + lanes_h + 26
-    local conf_y = legend_y + 34
+    local conf_y = legend_y + 34 + (legend_lines - 1) * 20
     local height = conf_y + (#conf > 0 and (#conf + 1) * 15 + 10 or 0)
-    local width = max(x_end + 70, 760)
 
     local out = {}
     local function add(...)
@@ -324,22 +407,30 @@ function M.svg(events, opts)
         if i % 2 == 0 then
             add('<rect x="0" y="', y, '" width="', floor(width), '" height="', ROW_H, '" fill="#f6f6f6"/>')
         end
+        -- (under a node's own lane, its lanes are indented one step more)
         local label, sub, indent
-        if row.kind == "lock" then
-            label, sub, indent = "node lock", "one holder", 10
+        local deeper = named and 8 or 0
+        if row.kind == "node" then
+            label, sub, indent = "node " .. row.node.name, "fleet events", 10
+            if i > 1 then
+                add('<line x1="0" y1="', y, '" x2="', floor(width), '" y2="', y, '" stroke="#bbb"/>')
+            end
+        elseif row.kind == "lock" then
+            label, sub, indent = "node lock", "one holder", 10 + deeper
         elseif row.kind == "master" then
             label = "master" .. (row.run.master_pid and (" " .. row.run.master_pid) or "")
-            sub, indent = #runs > 1 and ("run " .. row.run.n) or nil, 10
+            sub, indent = #row.node.runs > 1 and ("run " .. row.run.n) or nil, 10 + deeper
         elseif row.kind == "generation" then
-            label, indent = "generation " .. row.gen.id, 18
+            label, indent = "generation " .. row.gen.id, 18 + deeper
         else
             local w = row.worker
             label = "worker " .. w.id
-            sub, indent = w.slot and ("slot " .. w.slot) or nil, 30
+            sub, indent = w.slot and ("slot " .. w.slot) or nil, 30 + deeper
         end
         add('<text class="lane-label ', row.kind, '" x="', indent, '" y="', y + 15, '"',
             row.kind == "worker" and (' data-id="' .. esc(row.worker.id) .. '"') or "",
-            row.kind == "generation" and ' font-weight="bold"' or "", '>', esc(label), '</text>')
+            named and (' data-node="' .. esc(row.node.name) .. '"') or "",
+            (row.kind == "generation" or row.kind == "node") and ' font-weight="bold"' or "", '>', esc(label), '</text>')
         if sub then
             add('<text class="sub" x="', LABEL_W - 8, '" y="', y + 15, '" text-anchor="end">', esc(sub), '</text>')
         end
@@ -410,16 +501,50 @@ function M.svg(events, opts)
     end
 
     -- a signal the demo sent: a flag on the lane of the process it went to;
-    -- one to the master also gets a dashed line across the lanes
+    -- one to the master (or the whole node) also gets a dashed line across
+    -- the node's lanes
     local function signal(s, y, across)
         local x = fmt("%.1f", x_of(s.t))
         if across then
-            add('<line class="signal-line" x1="', x, '" y1="', TOP, '" x2="', x, '" y2="', TOP + lanes_h, '"/>')
+            add('<line class="signal-line" x1="', x, '" y1="', y_of(across.first_row), '" x2="', x, '" y2="',
+                y_of(across.last_row + 1), '"/>')
         end
-        add('<g class="signal" data-signal="', esc(s.name), '"><path d="M', x, ',', y + 3, ' l0,16 M', x, ',', y + 3,
-            ' l9,4 l-9,4" stroke="#444" fill="#444"/><text class="sub" x="', fmt("%.1f", x_of(s.t) + 11), '" y="',
-            y + 11, '">', esc(s.name), '</text><title>',
-            esc(fmt("kill -%s %s (the %s) at %s", s.name, s.pid or "?", s.to or "?", rel(s.t))), '</title></g>')
+        local what = s.to == "node"
+            and fmt("kill -%s %s and its workers at once (the whole node%s) at %s", s.name, s.pid or "?",
+                    across and across.name ~= "" and (" " .. across.name) or "", rel(s.t))
+            or fmt("kill -%s %s (the %s) at %s", s.name, s.pid or "?", s.to or "?", rel(s.t))
+        add('<g class="signal" data-signal="', esc(s.name), '" data-to="', esc(s.to or "?"), '"><path d="M', x, ',',
+            y + 3, ' l0,16 M', x, ',', y + 3, ' l9,4 l-9,4" stroke="#444" fill="#444"/><text class="sub" x="',
+            fmt("%.1f", x_of(s.t) + 11), '" y="', y + 11, '">', esc(s.to == "node" and (s.name .. " (node)") or s.name),
+            '</text><title>', esc(what), '</title></g>')
+    end
+
+    -- on_join / on_leave, on the lane of the node that ran it: a circle
+    -- with a plus (join) or a minus (leave), the member's name beside it
+    local function fleet_mark(e, y)
+        local x = x_of(e.t)
+        local join = e.event == "fleet_join"
+        local colour = join and JOIN or LEAVE[e.reason] or LEAVE.lost
+        local cy = y + ROW_H / 2
+        local call = join and fmt('on_join("%s", %s)', e.node or "?", e.n_nodes or "?")
+            or fmt('on_leave("%s", %s, "%s")', e.node or "?", e.n_nodes or "?", e.reason or "?")
+        local tip = { call, fmt("at %s in %s%s", rel(e.t), e.self and (e.self .. ", ") or "", runner_of(e)) }
+        if e.phase then
+            tip[#tip + 1] = "phase " .. e.phase
+        end
+        tip[#tip + 1] = join and fmt("%s joined the fleet: %s member%s", e.node or "?", e.n_nodes or "?",
+                                     e.n_nodes == "1" and "" or "s")
+            or fmt("%s left the fleet (%s): %s member%s", e.node or "?", e.reason or "?", e.n_nodes or "?",
+                   e.n_nodes == "1" and "" or "s")
+        add('<g class="mark fleet ', e.event, '" data-event="', e.event, '" data-node="', esc(e.node or ""),
+            '" data-n-nodes="', esc(e.n_nodes or ""), '" data-reason="', esc(e.reason or ""), '" data-self="',
+            esc(e.self or ""), '">')
+        add('<circle cx="', fmt("%.1f", x), '" cy="', cy, '" r="6" fill="', colour, '"/>')
+        add('<path d="M', fmt("%.1f", x - 3.5), ',', cy, ' h7', join and fmt(" M%.1f,%s v7", x, cy - 3.5) or "",
+            '" stroke="#fff" stroke-width="2"/>')
+        add('<title>', esc(concat(tip, "\n")), '</title></g>')
+        add('<text class="sub fleet-label" x="', fmt("%.1f", x + 9), '" y="', y + 15, '">',
+            esc((e.node or "?") .. (join and " joins" or (" " .. (e.reason or "leaves")))), '</text>')
     end
 
     -- a singleton held by a worker: a gold line under its bar from the
@@ -446,28 +571,35 @@ function M.svg(events, opts)
         end
     end
 
-    local lock_row_y = y_of(1)
     for i, row in ipairs(rows) do
         local y = y_of(i)
-        if row.kind == "master" then
+        if row.kind == "node" then
+            for _, e in ipairs(row.node.fleet) do
+                fleet_mark(e, y)
+            end
+        elseif row.kind == "master" then
             local run = row.run
-            -- the master lives on while a generation of it is open
+            -- the master lives on while a generation of it is open (and
+            -- its node was not killed)
             local open = false
             for _, gen in ipairs(run.gens) do
                 open = open or not gen.master_exit
             end
-            bar(x_of(run.first), x_of(open and now or run.last), y, "#888", "bar master", open)
+            local t_end = run.killed and run.killed.t or open and now or run.last
+            open = open and not run.killed
+            bar(x_of(run.first), x_of(t_end), y, "#888", "bar master", open)
             for _, s in ipairs(run.signals) do
-                if s.to == "master" then
-                    signal(s, y, true)
+                if s.to == "master" or s.to == "node" then
+                    signal(s, y, row.node)
                 end
             end
         elseif row.kind == "generation" then
             local gen = row.gen
             local ms, me = gen.master_start, gen.master_exit
+            local killed = not me and gen.run.killed
             if ms then
-                local x2 = me and x_of(me.t_end or me.t) or x_of(now)
-                bar(x_of(ms.t), x2, y, gen.colour, "bar generation", not me)
+                local x2 = me and x_of(me.t_end or me.t) or killed and x_of(killed.t) or x_of(now)
+                bar(x_of(ms.t), x2, y, gen.colour, "bar generation", not me and not killed)
                 mark(ms, y, "triangle", gen.colour)
             end
             if me then
@@ -501,12 +633,17 @@ function M.svg(events, opts)
         end
     end
 
-    -- the lock's holds, one block per callback: from when the lock was
-    -- taken (or last renewed) to the callback's end
+    -- the lock's holds, one block per callback on its node's lock lane:
+    -- from when the lock was taken (or last renewed) to the callback's end
+    local lock_row_of = {}
+    for _, node in ipairs(nodes) do
+        lock_row_of[node.name] = node.lock_row
+    end
     for _, e in ipairs(sorted) do
-        if CALLBACKS[e.event] and e.lock_at then
+        local lock_row = lock_row_of[e.self or opts.node or ""]
+        if CALLBACKS[e.event] and e.lock_at and lock_row then
             local x1, x2 = x_of(e.lock_at), x_of(e.t_end or e.t)
-            add('<rect class="hold" data-event="', e.event, '" x="', fmt("%.1f", x1), '" y="', lock_row_y + 5,
+            add('<rect class="hold" data-event="', e.event, '" x="', fmt("%.1f", x1), '" y="', y_of(lock_row) + 5,
                 '" width="', fmt("%.1f", max(x2 - x1, 2)), '" height="12">',
                 '<title>', esc(fmt("node lock held by %s for %s\n%s from %s (%s) to the callback's end, %s",
                     runner_of(e), args_of(e), fmt("%.1f ms", ((e.t_end or e.t) - e.lock_at) * 1000),
@@ -515,23 +652,11 @@ function M.svg(events, opts)
         end
     end
 
-    -- legend
-    local lx = 10
-    local function legend(svg, text)
-        add('<g transform="translate(', lx, ',', legend_y, ')">', svg,
-            '<text class="sub" x="14" y="4">', esc(text), '</text></g>')
-        lx = lx + 22 + #text * 6.2
+    -- legend (laid out above)
+    for _, l in ipairs(legends) do
+        add('<g transform="translate(', fmt("%.1f", l.x), ',', legend_y + (l.line - 1) * 20, ')">', l[1],
+            '<text class="sub" x="14" y="4">', esc(l[2]), '</text></g>')
     end
-    legend('<path d="M-6,5 l6,-11 l6,11 z" fill="#666"/>', "master start")
-    legend('<rect x="-5" y="-5" width="10" height="10" fill="#666"/>', "master exit")
-    legend('<circle r="5" fill="#666"/>', "worker start")
-    legend('<path d="M0,-6 l6,6 l-6,6 l-6,-6 z" fill="#666"/>', "worker exit")
-    legend('<path d="M-5,-5 l10,10 m0,-10 l-10,10" stroke="#d33" stroke-width="3"/>', "crash (on_crash)")
-    legend('<rect x="-6" y="-6" width="12" height="12" fill="#333"/>', "node lock held")
-    legend('<path d="M0,-7 l0,14 M0,-7 l9,4 l-9,4" stroke="#444" fill="#444"/>', "signal sent")
-    legend('<path d="M-8,0 l16,0" stroke="' .. GOLD .. '" stroke-width="3"/><path d="M0,-6 l2,4.5 l4.5,0.5 '
-           .. 'l-3.5,3 l1,4.5 l-4,-2.5 l-4,2.5 l1,-4.5 l-3.5,-3 l4.5,-0.5 z" fill="' .. GOLD .. '"/>',
-           "singleton held (start, stop)")
 
     if #conf > 0 then
         add('<text x="10" y="', conf_y, '" font-weight="bold">the nginx.conf lines behind this run</text>')
