@@ -2,7 +2,8 @@
 # Benchmark of resty.worker.manager on real nginx nodes (`make bench`, issue #5).
 #
 #   perl t/bench/bench.pl            full run (about 5-10 minutes)
-#   perl t/bench/bench.pl --smoke    every row once, few trials (under 30 s):
+#   perl t/bench/bench.pl --smoke    every row once, few trials (about a minute,
+#                                    40 s of it row 8, whose default interval is 2 s):
 #                                    exits 0 when the machinery works, whether
 #                                    or not the targets are met
 #   options: --out FILE (JSON; default t/bench/out/bench[-smoke].json),
@@ -12,10 +13,13 @@
 # is given as median / min / max over repeated trials; every comparison is a
 # ratio of runs made side by side in this run, interleaved (A, B, A, B ...), as
 # the machine is noisy. Time stamps come from the Lua side (CLOCK_REALTIME, µs,
-# logged by t/bench/wm_bench.lua) and from Time::HiRes here: the same clock.
+# logged by t/bench/wm_bench.lua; row 8: t/lib/wm_test.lua's recorders, by
+# gettimeofday) and from Time::HiRes here: the same clock.
 #
 # Uses the test driver t/lib/WorkerManager/Nginx.pm (WM_NGINX, WM_LOAD_MODULES
-# as for the tests) and wrk for row 1.
+# as for the tests), wrk for row 1, and for row 8 (the fleet) a private
+# redis-server run by t/lib/WorkerManager/Redis.pm (WM_REDIS_SERVER) and
+# lua-resty-redis in the nodes.
 
 use strict;
 use warnings;
@@ -23,12 +27,15 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use Test::More ();
 use WorkerManager::Nginx;
+use WorkerManager::Redis;
 use Time::HiRes qw(time sleep);
 use JSON::PP ();
 use POSIX qw(strftime);
 use Getopt::Long qw(GetOptions);
 use File::Path qw(make_path);
 use File::Basename qw(dirname);
+use File::Find ();
+use Digest::MD5 ();
 
 # The driver reports through Test::More; no TAP plan here.
 Test::More->builder->no_ending(1);
@@ -46,10 +53,14 @@ my %ONLY = map { $_ => 1 } grep { length } split /,/, $ROWS;
 my %P = $SMOKE
     ? (wrk_rounds => 1, wrk_secs => 1, wrk_warm => 0, crash_trials => 3, reload_trials => 2,
        start_trials => 1, start_workers => [1, 4, 16, 32], mem_reloads => 4, mem_reloads32 => 2,
-       beat_windows => 2, beat_window => 0.5)
+       beat_windows => 2, beat_window => 0.5,
+       fleet_kills => 2, fleet_quits => 2, fleet_windows => 1, fleet_window => 4, fleet_reloads => 3,
+       fleet_restarts => 2, fleet_cpu_nodes => 10)
     : (wrk_rounds => 20, wrk_secs => 2, wrk_warm => 2, crash_trials => 25, reload_trials => 15,
        start_trials => 15, start_workers => [1, 4, 16, 32], mem_reloads => 100, mem_reloads32 => 20,
-       beat_windows => 15, beat_window => 1);
+       beat_windows => 15, beat_window => 1,
+       fleet_kills => 10, fleet_quits => 10, fleet_windows => 3, fleet_window => 10, fleet_reloads => 20,
+       fleet_restarts => 5, fleet_cpu_nodes => 50);
 
 my $WRK_CONN    = 64;
 my $WRK_THREADS = 1;
@@ -779,11 +790,449 @@ sub row7 {
         . "/proc/<pid>/schedstat of the workers, the two nodes side by side, windows of $window s");
 }
 
+# ------------------------------------------------------------ 8. fleet
+
+# Lines "<tag> <kind> k=v ..." a node logged since $o{since}, as hashes
+# { kind, k => v, ..., logpid } (nginx's ", context: ..." tail left out).
+sub tagged {
+    my ($n, $tag, %o) = @_;
+    my @out;
+    for my $e ($n->grep_log(qr/\b\Q$tag\E \w+ /, since => $o{since})) {
+        next unless $e->{text} =~ /\b\Q$tag\E (\w+) (.*?)(?:, (?:context|client|server|request|host): .*)?\z/s;
+        my $h = kv($2);
+        $h->{kind} = $1;
+        $h->{logpid} = $e->{pid};
+        push @out, $h;
+    }
+    return @out;
+}
+
+# A node of the fleet on $redis: wm_test's recorders log the fleet events
+# ("WMFLEET join|leave node=.. n=.. reason=.. t=<µs>") and, by the driver's
+# default, the lifecycle callbacks ("WMCB-ENTER master_exit ... t=<µs>");
+# job => 1 registers the cluster singleton "job" (WMSJ-ENTER start ... t=).
+# Without interval, the cluster's defaults (interval 2, failed 3).
+sub fleet_node {
+    my ($redis, $name, %o) = @_;
+    my $timing = defined $o{interval} ? ", interval = $o{interval}, failed = $o{failed}" : '';
+    my $cluster = sprintf '{ redis = %s, node = "%s"%s, on_join = wm.fleet("join"), on_leave = wm.fleet("leave") }',
+        $redis->address, $name, $timing;
+    return WorkerManager::Nginx->new(
+        workers           => $o{workers} // 1,
+        opts              => qq{{ shm = "wm", cluster = $cluster }},
+        http_extra        => 'lua_socket_log_errors off;',
+        init_worker_after => $o{job}
+            ? 'require("resty.worker.manager").singleton("job", { scope = "cluster", '
+              . 'start = wm.sj("start", { scope = "cluster" }), stop = wm.sj("stop", { scope = "cluster" }) })'
+            : '',
+    );
+}
+
+# Waits until every node of @$nodes ran the fleet event $kind ("join",
+# "leave") of node $who (logged since $o{since}{"$node"}); returns the first
+# such event of each, in the order of @$nodes.
+sub fleet_wait {
+    my ($nodes, $kind, $who, %o) = @_;
+    my %got;
+    $nodes->[0]->wait_until(sub {
+        for my $n (@$nodes) {
+            next if $got{"$n"};
+            my ($e) = grep { $_->{kind} eq $kind && ($_->{node} // '') eq $who }
+                      tagged($n, 'WMFLEET', since => $o{since} ? $o{since}{"$n"} : 0);
+            $got{"$n"} = $e if $e;
+        }
+        return scalar(keys %got) == @$nodes;
+    }, timeout => $o{timeout} // 30, desc => $o{desc} // "every node ran $kind of $who");
+    return map { $got{"$_"} } @$nodes;
+}
+
+# The cluster singleton's newest holding among @$nodes with a token above
+# $above (logged since $o{since}{"$node"}): { n => node, token, pid, t, ... }.
+sub fleet_holding {
+    my ($nodes, $above, %o) = @_;
+    my $h;
+    $nodes->[0]->wait_until(sub {
+        for my $n (@$nodes) {
+            for my $s (tagged($n, 'WMSJ-ENTER', since => $o{since} ? $o{since}{"$n"} : 0)) {
+                next unless $s->{kind} eq 'start' && ($s->{name} // '') eq 'job' && $s->{token} > $above;
+                $h = { %$s, n => $n } if !$h || $s->{token} > $h->{token};
+            }
+        }
+        return $h;
+    }, timeout => $o{timeout} // 30, desc => $o{desc} // "a start of the job with a token above $above");
+    return $h;
+}
+
+# Starts a node again after a kill -9 (whose master left its pid file
+# behind, which start() would read) or a stop.
+sub restart_node {
+    my ($n) = @_;
+    die "restart_node: the node is still running\n" if $n->master_pid && $n->alive($n->master_pid);
+    unlink $n->prefix . '/logs/nginx.pid';
+    $n->start(timeout => 60);
+}
+
+# Stops every node still running: QUIT to all at once, then KILL for those
+# still there after 30 s. Returns how many needed the KILL.
+sub stop_nodes {
+    my @live = grep { $_->master_pid && $_->alive($_->master_pid) } @_;
+    eval { $_->signal('QUIT') } for @live;
+    my @left = grep { !$_->wait_exit(30) } @live;
+    eval { $_->signal_node('KILL') } for @left;
+    return scalar @left;
+}
+
+# Runs $code->($redis, \@nodes) on a private redis-server; whatever happens,
+# every node put in @nodes is stopped, and then Redis.
+sub with_fleet {
+    my ($code) = @_;
+    my $redis = WorkerManager::Redis->new;
+    my @nodes;
+    my $ok = eval { $redis->start; $code->($redis, \@nodes); 1 };
+    my $err = $@;
+    my $left = eval { stop_nodes(@nodes) } // 'some';
+    eval { $redis->stop };
+    die $err unless $ok;
+    die "$left fleet node(s) did not stop on QUIT (killed)\n" if $left;
+}
+
+# CPU seconds redis-server spent so far (/proc/<pid>/stat: utime + stime).
+my $CLK_TCK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+sub proc_cpu {
+    my ($pid) = @_;
+    open my $f, '<', "/proc/$pid/stat" or die "cannot read /proc/$pid/stat: $!\n";
+    my $s = <$f> // '';
+    close $f;
+    $s =~ s/^\d+ \(.*\) //s or die "cannot parse /proc/$pid/stat\n";
+    my @f = split ' ', $s;
+    return ($f[11] + $f[12]) / $CLK_TCK;
+}
+
+# The same in ns of run time: /proc/<pid>/task/*/schedstat, all threads.
+sub proc_run_time {
+    my ($pid) = @_;
+    my $sum = 0;
+    opendir my $d, "/proc/$pid/task" or die "cannot read /proc/$pid/task: $!\n";
+    for my $tid (grep { /^\d+$/ } readdir $d) {
+        open my $f, '<', "/proc/$pid/task/$tid/schedstat" or next;
+        my ($ns) = split ' ', scalar <$f> // '';
+        $sum += ($ns // 0) / 1e9;
+    }
+    closedir $d;
+    return $sum;
+}
+
+# One window of $secs s on Redis: the commands it processed (INFO stats's
+# total_commands_processed, less the bench's own two INFO inside the
+# window), each command's calls (INFO commandstats) and its CPU seconds.
+sub redis_window {
+    my ($redis, $secs) = @_;
+    my $read = sub {
+        my ($t, $cpu, $run) = (time, proc_cpu($redis->pid), proc_run_time($redis->pid));
+        my $total = $redis->info('stats')->{total_commands_processed};
+        my $cs = $redis->info('commandstats');
+        my %calls;
+        for my $k (keys %$cs) {
+            next unless $k =~ /^cmdstat_(.+)$/;
+            my $name = $1;
+            $calls{$name} = $cs->{$k} =~ /\bcalls=(\d+)/ ? $1 : 0;
+        }
+        die "no total_commands_processed in INFO stats\n" unless defined $total;
+        return { t => $t, cpu => $cpu, run => $run, total => $total, calls => \%calls };
+    };
+    my $a = $read->();
+    sleep $secs;
+    my $b = $read->();
+    my %calls;
+    for my $c (keys %{ $b->{calls} }) {
+        next if $c eq 'info';
+        my $d = $b->{calls}{$c} - ($a->{calls}{$c} // 0);
+        $calls{$c} = $d if $d;
+    }
+    return { dt => $b->{t} - $a->{t}, cpu => $b->{cpu} - $a->{cpu}, run => $b->{run} - $a->{run},
+             cmds => $b->{total} - $a->{total} - 2,
+             calls => \%calls };
+}
+
+# What of the fleet Redis keeps: keys, events, members, member records.
+sub fleet_state {
+    my ($redis) = @_;
+    my @r = $redis->pipeline(['DBSIZE'], ['XLEN', '{wm}:events'], ['ZCARD', '{wm}:members'], ['HLEN', '{wm}:info']);
+    my ($bad) = grep { defined $_->[1] } @r;
+    die "Redis: $bad->[1]\n" if $bad;
+    my %s;
+    @s{qw(dbsize xlen members info)} = map { $_->[0] } @r;
+    return \%s;
+}
+
+sub state_text { my $s = shift; "DBSIZE $s->{dbsize}, XLEN $s->{xlen}, members $s->{members}, info $s->{info}" }
+
+# Membership and the cluster singleton, on 3 nodes at interval 1, failed 1:
+# kill -9 of the holder's whole node, and QUIT of it.
+sub fleet_failover {
+    my ($row, $redis, $nodes) = @_;
+    my ($iv, $fl) = (1, 1);
+    my $bound = $iv + $fl + $iv;
+    my %name;
+    for my $i (1 .. 3) {
+        my $n = fleet_node($redis, "f$i", interval => $iv, failed => $fl, workers => 2, job => 1);
+        push @$nodes, $n;
+        $name{"$n"} = "f$i";
+        $n->start(timeout => 60);
+    }
+    fleet_wait($nodes, 'join', 'f3', desc => 'every node ran the join of f3');
+    my $h = fleet_holding($nodes, 0, desc => 'the job started in the fleet');
+    my $back = sub {    # the node started again, and every node ran its join
+        my ($n) = @_;
+        my %mark = map { ("$_" => $_->mark) } @$nodes;
+        restart_node($n);
+        fleet_wait($nodes, 'join', $name{"$n"}, since => \%mark, desc => "every node ran the join of $name{$n} again");
+    };
+
+    my (@lost_all, @lost_first, @failover);
+    for my $i (1 .. $P{fleet_kills}) {
+        my $victim = $h->{n};
+        my $vname = $name{"$victim"};
+        my @others = grep { $_ != $victim } @$nodes;
+        sleep rand $iv;    # a trial begins right after a round: any phase of the agents' rounds instead
+        my %mark = map { ("$_" => $_->mark) } @others;
+        my $t0 = time;
+        $victim->signal_node('KILL');
+        my @told = fleet_wait(\@others, 'leave', $vname, since => \%mark,
+                              desc => "the other nodes ran the leave of $vname after its kill -9");
+        my ($bad) = grep { $_->{reason} ne 'lost' } @told;
+        die "kill -9 of $vname: on_leave said \"$bad->{reason}\", not \"lost\"\n" if $bad;
+        my $next = fleet_holding(\@others, $h->{token}, since => \%mark,
+                                 desc => "the job in another node after the kill -9 of $vname (token $h->{token})");
+        push @lost_all, max_of(map { $_->{t} } @told) - $t0;
+        push @lost_first, min_of(map { $_->{t} } @told) - $t0;
+        push @failover, $next->{t} - $t0;
+        printf "  kill %d of %s: lost on every other node after %.3f s (first %.3f s), the job in %s after %.3f s\n",
+            $i, $vname, $lost_all[-1], $lost_first[-1], $name{ $next->{n} }, $failover[-1];
+        $back->($victim);
+        $h = $next;
+    }
+
+    my (@stop_all, @stop_first, @stop_redis, @handover);
+    for my $i (1 .. $P{fleet_quits}) {
+        my $victim = $h->{n};
+        my $vname = $name{"$victim"};
+        my @others = grep { $_ != $victim } @$nodes;
+        sleep rand $iv;
+        my %mark = map { ("$_" => $_->mark) } @$nodes;
+        my $t0 = time;
+        $victim->signal('QUIT');
+        $victim->wait_exit(30) or die "$vname did not stop on QUIT\n";
+        my ($me) = reverse grep { $_->{kind} eq 'master_exit' } tagged($victim, 'WMCB-ENTER', since => $mark{"$victim"});
+        die "$vname logged no master exit callback on QUIT\n" unless $me;
+        my @told = fleet_wait(\@others, 'leave', $vname, since => \%mark,
+                              desc => "the other nodes ran the leave of $vname after its QUIT");
+        my ($bad) = grep { $_->{reason} ne 'stopped' } @told;
+        die "QUIT of $vname: on_leave said \"$bad->{reason}\", not \"stopped\"\n" if $bad;
+        my $next = fleet_holding(\@others, $h->{token}, since => \%mark,
+                                 desc => "the job in another node after the QUIT of $vname (token $h->{token})");
+        push @stop_all, max_of(map { $_->{t} } @told) - $me->{t};
+        push @stop_first, min_of(map { $_->{t} } @told) - $me->{t};
+        push @handover, $next->{t} - $t0;
+        # the leave in Redis: its stream id is Redis's time (ms) of the LEAVE script
+        my $ev = $redis->cmd('XREVRANGE', '{wm}:events', '+', '-', 'COUNT', 20);
+        my ($id) = map { $_->[0] } grep { my %f = @{ $_->[1] }; ($f{kind} // '') eq 'leave' && ($f{node} // '') eq $vname } @$ev;
+        push @stop_redis, $1 / 1000 - $me->{t} if defined $id && $id =~ /^(\d+)-/ && $1 / 1000 > $t0 - 1;
+        printf "  QUIT %d of %s: master exit %.1f ms after the QUIT, stopped on every other node %.1f ms after it "
+            . "(first %.1f ms), the job in %s %.0f ms after the QUIT\n", $i, $vname, ms($me->{t} - $t0),
+            ms($stop_all[-1]), ms($stop_first[-1]), $name{ $next->{n} }, ms($handover[-1]);
+        $back->($victim);
+        $h = $next;
+    }
+
+    my $t = "max <= interval + failed + interval = $bound s";
+    result($row, 'kill -9 of a whole node → on_leave(node, n, "lost") has run on every other node', 's', \@lost_all,
+           fmt => '%.3f', target => $t, met => @lost_all && max_of(@lost_all) <= $bound);
+    result($row, 'kill -9 of a whole node → on_leave "lost" on the first other node', 's', \@lost_first, fmt => '%.3f');
+    result($row, 'kill -9 of the cluster singleton\'s node → its start in another node', 's', \@failover,
+           fmt => '%.3f', target => $t, met => @failover && max_of(@failover) <= $bound);
+    result($row, 'QUIT: master exit callback → on_leave(node, n, "stopped") has run on every other node', 'ms',
+           [ map { ms($_) } @stop_all ], fmt => '%.1f', target => 'max < 50 ms', met => @stop_all && max_of(@stop_all) < 0.05);
+    result($row, 'QUIT: master exit callback → on_leave "stopped" on the first other node', 'ms',
+           [ map { ms($_) } @stop_first ], fmt => '%.1f');
+    result($row, 'QUIT: master exit callback → the leave in Redis (its stream id: Redis\'s clock, whole ms)', 'ms',
+           [ map { ms($_) } @stop_redis ], fmt => '%.1f');
+    result($row, 'QUIT of the singleton\'s node → its start in another node', 'ms', [ map { ms($_) } @handover ],
+           fmt => '%.0f');
+    return "3 nodes of 2 workers with a cluster singleton \"job\", cluster interval $iv, failed $fl (not the defaults "
+        . "2 and 3: shorter trials; the bound interval + failed + interval is then $bound s); $P{fleet_kills} kills -9 "
+        . "of the job's holder's whole node (master and workers), the loss and the job's next start timed from the kill in "
+        . "the same trials; $P{fleet_quits} graceful stops (QUIT) of the holder's node, the leave timed from its master exit "
+        . "callback; after each, the node is started again and every node runs its join, then a random wait of up to "
+        . "one interval puts the next trial at any phase of the agents' rounds; "
+        . "a member's agent waits in Redis for new events between its rounds (XREAD BLOCK), "
+        . "so it runs an event as soon as it is in Redis, unless the agent is in its presence round";
+}
+
+# Redis's side at the default interval 2: commands and CPU per node with 3,
+# 10 and 50 idle nodes of 1 worker; what stays in Redis across reloads and
+# restarts of a node.
+sub fleet_cost {
+    my ($row, $redis, $nodes) = @_;
+    my $iv = 2;
+    my $win = $P{fleet_window};
+    my $add = sub {
+        my ($upto) = @_;
+        for my $i (@$nodes + 1 .. $upto) {
+            my $n = fleet_node($redis, "c$i", workers => 1);
+            push @$nodes, $n;
+            $n->start(timeout => 60);
+        }
+        fleet_wait($nodes, 'join', "c$upto", timeout => 60, desc => "every node ran the join of c$upto");
+    };
+    my %w;    # nodes => [ windows ]
+    my $measure = sub {
+        my ($count) = @_;
+        $w{$count} = [ map { redis_window($redis, $win) } 1 .. $P{fleet_windows} ];
+        for my $x (@{ $w{$count} }) {
+            printf "  %d nodes, %.1f s: %d commands (%.3f per node per s), Redis CPU %.1f ms/s (schedstat %.2f)\n",
+                $count, $x->{dt}, $x->{cmds}, $count ? $x->{cmds} / $count / $x->{dt} : 0, 1000 * $x->{cpu} / $x->{dt},
+                1000 * $x->{run} / $x->{dt};
+        }
+    };
+    my $version = $redis->info('server')->{redis_version} // '?';
+    $measure->(0);
+    $add->(3);
+    $measure->(3);
+
+    # reloads of c1: nothing more in Redis once its agent ran in the last generation
+    my $c1 = $nodes->[0];
+    my $gen = sub {
+        my $v = $redis->cmd('HGET', '{wm}:info', 'c1') // '';
+        return (split ' ', $v)[2];
+    };
+    my $g0 = $gen->() // die "c1 has no record in {wm}:info\n";
+    my $before = fleet_state($redis);
+    for my $i (1 .. $P{fleet_reloads}) {
+        my @old = $c1->worker_pids;
+        my $mark = $c1->mark;
+        $c1->signal('HUP');
+        $c1->wait_log(qr/WMREADY /, since => $mark, count => $c1->workers, timeout => 60, desc => "reload $i: new worker ready");
+        $c1->wait_log(qr/WMCB master_exit /, since => $mark, timeout => 60, desc => "reload $i: the old generation's master exit");
+        $c1->wait_until(sub { !grep { $c1->alive($_) } @old }, timeout => 60, desc => "reload $i: old worker gone");
+    }
+    my $g1 = $g0 + $P{fleet_reloads};
+    $c1->wait_until(sub { ($gen->() // 0) >= $g1 }, timeout => 30,
+                    desc => "c1's record in Redis at generation $g1 (its agent ran in the last generation)");
+    my $reloaded = fleet_state($redis);
+    printf "  before %d reloads of c1: %s; after: %s\n", $P{fleet_reloads}, state_text($before), state_text($reloaded);
+
+    # restarts of c1 (QUIT, start): each adds a leave and a join to the stream
+    for my $i (1 .. $P{fleet_restarts}) {
+        my %mark = map { ("$_" => $_->mark) } @$nodes;
+        $c1->signal('QUIT');
+        $c1->wait_exit(30) or die "c1 did not stop on QUIT\n";
+        restart_node($c1);
+        fleet_wait($nodes, 'join', 'c1', since => \%mark, desc => "restart $i: every node ran the join of c1");
+    }
+    my $restarted = fleet_state($redis);
+    printf "  after %d restarts of c1: %s\n", $P{fleet_restarts}, state_text($restarted);
+
+    $add->(10);
+    $measure->(10);
+    my $big = $P{fleet_cpu_nodes};
+    if ($big != 10) {
+        my $t = time;
+        $add->($big);
+        printf "  %d nodes started in %.1f s\n", $big - 10, time - $t;
+        $measure->($big);
+    }
+
+    my @counts = grep { $_ } sort { $a <=> $b } keys %w;
+    my %per = map { my $c = $_; $c => [ map { $_->{cmds} / $c / $_->{dt} } @{ $w{$c} } ] } @counts;
+    my (@calls, $sent);    # the commands of one node's round, from the largest fleet's windows
+    {
+        my %sum;
+        my $rounds = 0;
+        for my $x (@{ $w{$big} }) {
+            $sum{$_} += $x->{calls}{$_} for keys %{ $x->{calls} };
+            $rounds += $big * $x->{dt} / $iv;
+        }
+        @calls = map { sprintf '%s %.2f', $_, $sum{$_} / $rounds } sort keys %sum;
+        $sent = 0;
+        $sent += ($sum{$_} // 0) / $rounds for qw(evalsha eval xrange);
+    }
+    for my $c (@counts) {
+        result($row, "$c idle nodes: Redis commands per node per second", 'cmds/s', $per{$c}, fmt => '%.3f',
+               note => sprintf('%.2f per round', median(@{ $per{$c} }) * $iv));
+    }
+    my @ratio = map { $per{10}[$_] / $per{3}[$_] } 0 .. $#{ $per{3} };
+    result($row, 'ratio 10 nodes / 3 nodes, commands per node per second', '', \@ratio, fmt => '%.3f',
+           target => 'within 1.2 (flat per node)', met => @ratio && median(@ratio) <= 1.2 && median(@ratio) >= 1 / 1.2);
+    for my $c (0, @counts) {
+        my $idle = 0;
+        $idle += $_->{cmds} for @{ $w{0} };
+        result($row, ($c ? "$c idle nodes" : 'no node') . ': redis-server CPU per second', 'ms/s',
+               [ map { 1000 * $_->{cpu} / $_->{dt} } @{ $w{$c} } ], fmt => '%.2f',
+               $c ? () : (note => "$idle commands in its windows"));
+    }
+    result($row, "$big idle nodes: redis-server CPU per node per second", 'µs/s',
+           [ map { 1e6 * $_->{cpu} / $_->{dt} / $big } @{ $w{$big} } ], fmt => '%.1f');
+    result($row, "$big idle nodes: the same from the threads' run time (schedstat, ns)", 'µs/s',
+           [ map { 1e6 * $_->{run} / $_->{dt} / $big } @{ $w{$big} } ], fmt => '%.1f',
+           note => sprintf('Redis alone: %.0f µs/s', median(map { 1e6 * $_->{run} / $_->{dt} } @{ $w{0} })));
+    my $same = !grep { $reloaded->{$_} != $before->{$_} } qw(dbsize xlen members info);
+    result($row, "DBSIZE after $P{fleet_reloads} reloads of a node", 'keys', [ $reloaded->{dbsize} ], fmt => '%.0f',
+           note => "before: $before->{dbsize}", target => '= before (no growth)', met => $reloaded->{dbsize} == $before->{dbsize});
+    result($row, "XLEN {wm}:events after $P{fleet_reloads} reloads of a node", 'events', [ $reloaded->{xlen} ], fmt => '%.0f',
+           note => "before: $before->{xlen}", target => '= before (no growth)', met => $reloaded->{xlen} == $before->{xlen});
+    result($row, "XLEN {wm}:events after $P{fleet_restarts} restarts (QUIT, start) of a node", 'events',
+           [ $restarted->{xlen} ], fmt => '%.0f', note => "before: $reloaded->{xlen}; a restart adds a leave and a join");
+    result($row, "DBSIZE after $P{fleet_restarts} restarts of a node", 'keys', [ $restarted->{dbsize} ], fmt => '%.0f',
+           note => "before: $reloaded->{dbsize}", target => '= before (no growth)',
+           met => $restarted->{dbsize} == $reloaded->{dbsize});
+    return "Redis $version; cost: nodes of 1 worker at the cluster's defaults (interval 2, failed 3), no singletons, "
+        . "$P{fleet_windows} windows of $win s (a whole number of intervals) for each fleet size once every node ran "
+        . "the last join, and one without any node; commands are INFO stats's total_commands_processed, less the bench's "
+        . "own INFO, and count the calls inside the scripts; per node per round with $big nodes (INFO commandstats): "
+        . join(', ', @calls) . sprintf('; of these the node sends %.2f (EVALSHA, EVAL, XRANGE), the rest run inside '
+        . 'the presence script', $sent) . "; redis-server's CPU from /proc/<pid>/stat utime + stime (ticks of "
+        . sprintf('%.0f', 1000 / $CLK_TCK) . " ms: coarse over a window), checked against the run time its threads "
+        . "had in the same windows (/proc/<pid>/task/*/schedstat, ns); $P{fleet_reloads} reloads of one node (then its record in Redis "
+        . "shows the last generation) and $P{fleet_restarts} restarts (QUIT, start; each waited for every node to run "
+        . "its join), with 3 nodes; before the reloads: " . state_text($before) . ", after them: " . state_text($reloaded)
+        . ", after the restarts: " . state_text($restarted)
+        . "; the stream is trimmed by age (it keeps an hour), so the events of restarts go after an hour";
+}
+
+sub row8 {
+    my $row = 8;
+    $ROWINFO{$row}{title} = 'Fleet';
+    -x $WorkerManager::Redis::REDIS or die "$WorkerManager::Redis::REDIS is not installed (apt install redis-server)\n";
+    my (@err, @notes);
+    for my $part (\&fleet_failover, \&fleet_cost) {
+        eval { with_fleet(sub { push @notes, $part->($row, @_) }); 1 } or push @err, $@;
+    }
+    note_row($row, $_) for @notes;
+    die join '', @err if @err;
+}
+
 # ------------------------------------------------------------ main
 
 sub want { !%ONLY || $ONLY{ $_[0] } }
 
+# A digest of the compiled module (lib/**/*.lua): the nodes load it at each
+# start and reload, so a rebuild during the run mixes two versions.
+sub lib_digest {
+    my @f;
+    File::Find::find({ no_chdir => 1, wanted => sub { push @f, $File::Find::name if /\.lua\z/ } }, "$REPO/lib");
+    my $md5 = Digest::MD5->new;
+    for my $f (sort @f) {
+        open my $fh, '<', $f or next;
+        binmode $fh;
+        $md5->add("$f\0");
+        $md5->addfile($fh);
+    }
+    return $md5->hexdigest;
+}
+
 my $T0 = time;
+my $LIB = lib_digest();
 print "# lua-resty-worker-manager benchmark", ($SMOKE ? ' (smoke: few trials, numbers not meaningful)' : ''), "\n\n";
 my $M = eval { machine() } or die "cannot start nginx for the machine info: $@";
 my @head = (
@@ -817,7 +1266,18 @@ if (want(7)) {
     eval { row7(); 1 } or do { push @ERRORS, "row 7: $@"; print "  ERROR: $@" };
     printf "  (%.1f s)\n", time - $t;
 }
+if (want(8)) {
+    print "## row 8\n";
+    my $t = time;
+    eval { row8(); 1 } or do { push @ERRORS, "row 8: $@"; print "  ERROR: $@" };
+    printf "  (%.1f s)\n", time - $t;
+}
 my $elapsed = time - $T0;
+if (lib_digest() ne $LIB) {
+    push @head, "**lib/ changed during the run** (rebuilt meanwhile): nodes started after the change ran the new "
+        . "code, so the numbers may mix two versions";
+    print "\nWARNING: $head[-1]\n";
+}
 
 # ------------------------------------------------------------ report
 
