@@ -2,10 +2,11 @@
 # nodes: one holder in the whole fleet, tokens strictly increasing across
 # it, through a reload of the holder's node, its graceful stop, its node
 # killed with -9, its node frozen past the lease (a partition: on SIGCONT
-# its stop "lost" runs before anything else of it), and Redis restarted
-# empty. Every holding's start begins only after the previous holding's
-# stop returned, except where the previous holder's node was killed or
-# frozen (then no stop can run in it first).
+# its stop "lost" runs before anything else of it), Redis restarted
+# empty, and Redis frozen past the lease (the holder stops, "lost"). Every
+# holding's start begins only after the previous holding's stop returned,
+# except where the previous holder's node was killed or frozen (then no
+# stop can run in it first).
 use strict;
 use warnings;
 use Test::More;
@@ -141,6 +142,22 @@ my $h = holding_after(0, 'start');
     $h = $next;
 }
 
+# --- Redis frozen past the lease: the holder cannot renew and stops
+# ("lost") on its own, before Redis's clock lets anyone else take it; the
+# next holding begins after that stop
+{
+    my $label = 'redis frozen';
+    $redis->pause;
+    my ($lost) = $h->{n}->wait_log(qr/WMSJ-ENTER stop name=job token=$h->{token} .* reason=lost /,
+                                   desc => "[$label] the holder's stop, lost", timeout => 30);
+    ok($lost, "[$label] the holder ran stop(\"lost\") while Redis was frozen");
+    $redis->resume;
+    my $next = holding_after($h->{token}, $label);
+    my ($stop) = stop_of($h);
+    ok($stop && $stop->{t} < $next->{t}, "[$label] that stop returned before the next start (token $next->{token})");
+    $h = $next;
+}
+
 # --- the end: QUIT every node still running
 for my $n (@all) {
     next unless $n->master_pid && $n->alive($n->master_pid);
@@ -154,7 +171,7 @@ fleet_singletons_ok(nodes => [ map { [ $name_of{"$_"}, $_ ] } @all ], gone => \%
 my @tokens = map { /token=(\d+)/ } map { $_->{text} } map { $_->grep_log(qr/WMSJ-ENTER start name=job /) } @all;
 # (six moves above, and one more for each node that took the job while the
 # others stopped one by one at the end)
-cmp_ok(scalar(@tokens), '>=', 6, 'a holding for each move: ' . join(' ', sort { $a <=> $b } @tokens));
+cmp_ok(scalar(@tokens), '>=', 7, 'a holding for each move: ' . join(' ', sort { $a <=> $b } @tokens));
 
 for my $n (@all) {
     my $name = $name_of{"$n"};
