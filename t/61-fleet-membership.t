@@ -105,6 +105,10 @@ is_deeply([events($n{n2})], ['join n2 2', 'join n3 3', 'leave n1 2 stopped'],
 is_deeply([events($n{n3})], ['join n3 3', 'leave n1 2 stopped', 'leave n2 1 lost'],
           'n3: its join, n1 stopped, n2 lost, each once (no event for its crash)');
 
+# every callback ran in a timer of one worker (cosockets work there)
+is(scalar(grep { $_->{text} !~ / phase=timer / } map { $_->grep_log(qr/WMFLEET /) } values %n), 0,
+   'every on_join and on_leave ran in a timer');
+
 # only n3's own leave is left in Redis: it stopped last, and nobody was left to hear it
 is($redis->cmd('ZCARD', '{wm}:members'), 0, 'no member left in Redis');
 

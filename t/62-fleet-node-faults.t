@@ -1,8 +1,9 @@
 # Nodes that fail in the ways machines do, on a real Redis: a whole node
 # killed and started again before the fleet noticed (it leaves as "lost",
 # then joins again), a whole node stopped with SIGSTOP past its deadline (a
-# partition: lost, then on SIGCONT it joins again as a new event), and the
-# fleet agent's worker killed (the events still run, once). Every member
+# partition: lost, then on SIGCONT it joins again as a new event), the
+# fleet agent's worker killed (the events still run, once), a fast stop
+# (TERM: lost), and a reload while an event comes (it runs once). Every member
 # runs every event once, in order.
 use strict;
 use warnings;
@@ -112,6 +113,35 @@ sub saw {
     checker_ok($_, label => $label) for $a, $b;
     no_errors_ok($a, "[$label] a: no errors but the kill", killed_allow($agent));
     no_errors_ok($b, "[$label] b: no errors");
+}
+
+# --- a fast stop (TERM) cannot reach Redis from exit_worker (no cosockets
+# there): the node is lost, once its presence runs out
+{
+    my $label = 'TERM';
+    my $a = node('a');
+    my $b = node('b');
+    $a->start;
+    saw($a, 'join a 1', $label);
+    $b->start;
+    saw($a, 'join b 2', $label);
+    $b->signal('TERM');
+    ok($b->wait_exit, "[$label] TERM stops b");
+    saw($a, 'leave b 1 lost', $label);
+    # --- a reload while an event comes: the event runs once, late or not
+    my $c = node('c');
+    $c->start;
+    saw($a, 'join c 2', $label);
+    $a->signal('HUP');
+    $c->signal('QUIT');
+    ok($c->wait_exit, "[reload] QUIT stops c while a reloads");
+    saw($a, 'leave c 1 stopped', 'reload');
+    $a->signal('QUIT');
+    ok($a->wait_exit, "[$label] QUIT stops a");
+    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join c 2', 'leave c 1 stopped'],
+              "[$label] a: b lost after its fast stop; c's stop during a's reload ran once");
+    checker_ok($_, label => $label) for $a, $b, $c;
+    no_errors_ok($_, "[$label] no errors") for $a, $b, $c;
 }
 
 $redis->stop;
