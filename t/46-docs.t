@@ -2,8 +2,8 @@
 # sections, in order and at their level; every link inside the repository
 # (README, docs/, CHANGELOG) names a file that exists and, with a #anchor,
 # a heading of that file as GitHub anchors it; the README stays a user's
-# manual (under 800 lines: about 600 for the node, the rest for the fleet;
-# naming make test and make demo, no issue numbers or commit hashes).
+# manual (under 700 lines, naming make test and make demo, no issue numbers
+# or commit hashes).
 use strict;
 use warnings;
 use Test::More;
@@ -153,7 +153,7 @@ ok($checked > 20, "links inside the repository were found and checked ($checked)
 # ---- the README is a user's manual -------------------------------------
 
 my $lines = () = $readme =~ /\n/g;
-cmp_ok($lines, "<", 800, "the README is under 800 lines ($lines)");
+cmp_ok($lines, "<", 700, "the README is under 700 lines ($lines)");
 like($readme, qr/^make test\b/m, 'the README names make test');
 like($readme, qr/^make demo\b/m, 'the README names make demo');
 my @refs;
