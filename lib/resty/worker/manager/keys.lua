@@ -130,7 +130,6 @@ ____exports.token = token
 ____exports.registered = registered
 ____exports.NAMES = NAMES
 ____exports.EPOCH = EPOCH
-____exports.PREFIX = PREFIX
 ____exports.LOCK = LOCK
 ____exports.TOP = TOP
 ____exports.LOW = LOW

@@ -212,7 +212,7 @@ end
 --- Counts a starting worker. Returns its generation's count including itself,
 -- and the pid previously counted in the same slot, if any: nginx reuses a
 -- slot only for a worker it respawned, so that pid is dead (and, as the
--- contract wants, still counted until `drop_replaced`); and whether it is
+-- contract wants, still counted until `replace_dead`); and whether it is
 -- counted. The count is nil when the generation already ended (see ended).
 local function register(dict, g, s, pid, workers, now)
     local previous = counted_pid(dict, g, s)

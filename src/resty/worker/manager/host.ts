@@ -263,4 +263,3 @@ export {
     pause, pid_alive, free_dead_shm_mutex, process_type, testing_config, terminating, read_file, fd_table_size,
     listening_inode, upgrading_from_old_master,
 };
-export type { ProcessType };

@@ -170,6 +170,6 @@ function fleet_seen(name: string): string {
 export {
     FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, FLEET_TOKEN_MAX, fleet_seen, fleet_member, fleet_ran,
     holder, token, registered, NAMES, EPOCH,
-    PREFIX, LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
+    LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,
 };

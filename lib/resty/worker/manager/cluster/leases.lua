@@ -316,7 +316,6 @@ local function holds(name)
     end
     return true, l.token
 end
-____exports.PREFIX = PREFIX
 ____exports.setup = setup
 ____exports.has = has
 ____exports.add = add

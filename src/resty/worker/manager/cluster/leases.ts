@@ -283,4 +283,4 @@ function holds(name: string): LuaMultiReturn<[boolean, number | undefined]> {
     return $multi(true, l.token);
 }
 
-export { PREFIX, setup, has, add, holds, round, on_node_stop };
+export { setup, has, add, holds, round, on_node_stop };
