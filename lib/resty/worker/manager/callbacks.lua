@@ -57,4 +57,5 @@ local function inside()
 end
 ____exports.run = run
 ____exports.inside = inside
+____exports.on_error = on_error
 return ____exports

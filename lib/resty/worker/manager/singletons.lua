@@ -1,6 +1,6 @@
 --[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
 local ____exports = {}
-local on_error, call, is_lost, stop_now, check_lost, after_busy, arm_fn, run_fn, on_fn_timer, ERR, NOTICE, now, update_time, timer_at, worker_exiting, traceback, jobs, me, exiting
+local call, is_lost, stop_now, check_lost, after_busy, arm_fn, run_fn, on_fn_timer, ERR, NOTICE, now, update_time, timer_at, worker_exiting, jobs, me, exiting
 local holding = require("resty.worker.manager.holding")
 local registry = require("resty.worker.manager.registry")
 local lock = require("resty.worker.manager.lock")
@@ -8,12 +8,8 @@ local ____host = require("resty.worker.manager.host")
 local pid_alive = ____host.pid_alive
 local ____log = require("resty.worker.manager.log")
 local log = ____log.log
-function on_error(err)
-    return traceback(
-        tostring(err),
-        2
-    )
-end
+local ____callbacks = require("resty.worker.manager.callbacks")
+local on_error = ____callbacks.on_error
 function call(what, job, token, f, reason)
     local ok, err = xpcall(
         f,
@@ -167,7 +163,6 @@ local sleep = ngx.sleep
 timer_at = ngx.timer.at
 local timer_every = ngx.timer.every
 worker_exiting = ngx.worker.exiting
-traceback = debug.traceback
 --- Seconds between two looks at the epoch: how soon a freed job is taken up.
 local WATCH = 0.01
 --- Step of an exiting holder's wait for its running start or fn to return.

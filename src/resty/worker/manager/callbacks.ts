@@ -54,4 +54,4 @@ function inside(): boolean {
     return callback_thread !== undefined && callback_thread === current_thread();
 }
 
-export { run, inside };
+export { run, inside, on_error };

@@ -18,6 +18,7 @@ import * as registry from "./registry";
 import * as lock from "./lock";
 import { pid_alive } from "./host";
 import { log } from "./log";
+import { on_error } from "./callbacks";
 import type { ExitReason, SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
@@ -28,7 +29,6 @@ const sleep = ngx.sleep;
 const timer_at = ngx.timer.at;
 const timer_every = ngx.timer.every;
 const worker_exiting = ngx.worker.exiting;
-const traceback = debug.traceback;
 
 /** Seconds between two looks at the epoch: how soon a freed job is taken up. */
 const WATCH = 0.01;
@@ -84,10 +84,6 @@ let registered = false;
 let exiting = false;
 /** A look is under way (it may yield, waiting for the lock). */
 let looking = false;
-
-function on_error(err: unknown): string {
-    return traceback(tostring(err), 2);
-}
 
 /** Runs user code protected; an error is logged with the name, token and worker id. */
 function call(what: string, job: Job, token: number, f: SingletonStop, reason?: StopReason): void {

@@ -5,6 +5,8 @@ local keys = require("resty.worker.manager.keys")
 local scripts = require("resty.worker.manager.cluster.scripts")
 local ____log = require("resty.worker.manager.log")
 local log = ____log.log
+local ____callbacks = require("resty.worker.manager.callbacks")
+local on_error = ____callbacks.on_error
 local ERR = ngx.ERR
 local NOTICE = ngx.NOTICE
 local now = ngx.now
@@ -50,12 +52,6 @@ local function saw(name, token)
 end
 local function has(name)
     return leases[name] ~= nil
-end
-local function on_error(err)
-    return debug.traceback(
-        tostring(err),
-        2
-    )
 end
 local function call(what, l, token, f, reason)
     local ok, err = xpcall(

@@ -21,6 +21,7 @@ import * as driver from "./driver";
 import * as keys from "../keys";
 import * as scripts from "./scripts";
 import { log } from "../log";
+import { on_error } from "../callbacks";
 import type { ClusterConfig } from "./options";
 import type { SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
 
@@ -91,10 +92,6 @@ function saw(name: string, token: number): void {
 
 function has(name: string): boolean {
     return leases[name] !== undefined;
-}
-
-function on_error(err: unknown): string {
-    return debug.traceback(tostring(err), 2);
 }
 
 function call(what: string, l: Lease, token: number, f: SingletonStop, reason?: StopReason): void {
