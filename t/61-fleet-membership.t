@@ -10,6 +10,7 @@ use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
+use WorkerManager::FleetCheck;
 
 my $redis = WorkerManager::Redis->new;
 $redis->start;
@@ -36,31 +37,18 @@ CONF
     );
 }
 
-# the fleet events a node ran: "join n2 2", "leave n1 2 stopped", ...
-sub events {
-    my ($n) = @_;
-    return map { $_->{text} =~ /WMFLEET (\w+) node=(\S+) n=(\d+) reason=(\S+) nargs=(\d+)/
-                 ? join(' ', $1, $2, $3, $4 eq 'nil' ? () : $4) . ($5 == ($1 eq 'join' ? 2 : 3) ? '' : " nargs=$5") : () }
-           $n->grep_log(qr/WMFLEET /);
-}
-
-sub saw {
-    my ($n, $event, $label) = @_;
-    return $n->wait_until(sub { grep { $_ eq $event } events($n) }, desc => "[$label] '$event'");
-}
-
 my %n = map { $_ => node($_) } qw(n1 n2 n3);
 
 # --- one by one
 $n{n1}->start;
-saw($n{n1}, 'join n1 1', 'start n1');
+saw_event($n{n1}, 'join n1 1', 'start n1');
 $n{n2}->start;
-saw($_, 'join n2 2', 'start n2') for $n{n1}, $n{n2};
+saw_event($_, 'join n2 2', 'start n2') for $n{n1}, $n{n2};
 $n{n3}->start;
-saw($_, 'join n3 3', 'start n3') for @n{qw(n1 n2 n3)};
-is_deeply([events($n{n1})], ['join n1 1', 'join n2 2', 'join n3 3'], 'n1 saw each join once, in order');
-is_deeply([events($n{n2})], ['join n2 2', 'join n3 3'], 'n2 saw its own join, then n3\'s');
-is_deeply([events($n{n3})], ['join n3 3'], 'n3 saw its own join');
+saw_event($_, 'join n3 3', 'start n3') for @n{qw(n1 n2 n3)};
+is_deeply([fleet_events($n{n1})], ['join n1 1', 'join n2 2', 'join n3 3'], 'n1 saw each join once, in order');
+is_deeply([fleet_events($n{n2})], ['join n2 2', 'join n3 3'], 'n2 saw its own join, then n3\'s');
+is_deeply([fleet_events($n{n3})], ['join n3 3'], 'n3 saw its own join');
 
 # nodes(): every member, with its generation and workers
 {
@@ -88,21 +76,21 @@ my $victim;
 # --- QUIT of n1: "stopped" on n2 and n3
 $n{n1}->signal('QUIT');
 ok($n{n1}->wait_exit, 'QUIT stops n1');
-saw($_, 'leave n1 2 stopped', 'QUIT n1') for $n{n2}, $n{n3};
+saw_event($_, 'leave n1 2 stopped', 'QUIT n1') for $n{n2}, $n{n3};
 
 # --- kill -9 of the whole n2: "lost" on n3
 $n{n2}->signal_node('KILL');
-saw($n{n3}, 'leave n2 1 lost', 'kill -9 n2');
+saw_event($n{n3}, 'leave n2 1 lost', 'kill -9 n2');
 $n{n3}->wait_until(sub { my ($c, $b) = $n{n3}->get('/nodes'); $b =~ /\An3 / && $b !~ /^n[12] /m },
                    desc => 'nodes() on n3: only n3');
 
 $n{n3}->signal('QUIT');
 ok($n{n3}->wait_exit, 'QUIT stops n3');
 
-is_deeply([events($n{n1})], ['join n1 1', 'join n2 2', 'join n3 3'], 'n1: nothing more');
-is_deeply([events($n{n2})], ['join n2 2', 'join n3 3', 'leave n1 2 stopped'],
+is_deeply([fleet_events($n{n1})], ['join n1 1', 'join n2 2', 'join n3 3'], 'n1: nothing more');
+is_deeply([fleet_events($n{n2})], ['join n2 2', 'join n3 3', 'leave n1 2 stopped'],
           'n2: the joins, then n1 stopped, each once (no event for its reload)');
-is_deeply([events($n{n3})], ['join n3 3', 'leave n1 2 stopped', 'leave n2 1 lost'],
+is_deeply([fleet_events($n{n3})], ['join n3 3', 'leave n1 2 stopped', 'leave n2 1 lost'],
           'n3: its join, n1 stopped, n2 lost, each once (no event for its crash)');
 
 # every callback ran in a timer of one worker (cosockets work there)

@@ -11,6 +11,7 @@ use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
+use WorkerManager::FleetCheck;
 
 my $redis = WorkerManager::Redis->new;
 $redis->start;
@@ -24,20 +25,6 @@ sub node {
                                      http_extra => 'lua_socket_log_errors off;');
 }
 
-# the fleet events a node ran, in order: "join n2 2", "leave n1 1 lost", ...
-sub events {
-    my ($n, %o) = @_;
-    return map { $_->{text} =~ /WMFLEET (\w+) node=(\S+) n=(\d+) reason=(\S+) /
-                 ? join(' ', $1, $2, $3, $4 eq 'nil' ? () : $4) : () }
-           $n->grep_log(qr/WMFLEET /, since => $o{since});
-}
-
-sub saw {
-    my ($n, $event, $label, %o) = @_;
-    return $n->wait_until(sub { grep { $_ eq $event } events($n, %o) }, desc => "[$label] '$event'",
-                          timeout => $o{timeout});
-}
-
 # --- restarted before its loss was noticed: leave "lost", then join (the
 # new start runs as another nginx prefix with the same node name: a new
 # shm, as after a machine's reboot)
@@ -46,17 +33,17 @@ sub saw {
     my $a = node('a');
     my $b = node('b', failed => 30);    # its loss would take 30 s to notice
     $a->start;
-    saw($a, 'join a 1', $label);
+    saw_event($a, 'join a 1', $label);
     $b->start;
-    saw($a, 'join b 2', $label);
+    saw_event($a, 'join b 2', $label);
     $b->signal_node('KILL');
     my $b2 = node('b', failed => 30);
     $b2->start;
-    $a->wait_until(sub { (grep { $_ eq 'join b 2' } events($a)) == 2 }, desc => "[$label] b joins again on a");
-    saw($b2, 'join b 2', $label);
-    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
+    $a->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($a)) == 2 }, desc => "[$label] b joins again on a");
+    saw_event($b2, 'join b 2', $label);
+    is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
               "[$label] a: b joined, left as lost, joined again, in that order");
-    is_deeply([events($b2)], ['join b 2'], "[$label] b's new start: its own join (its predecessor's leave came before)");
+    is_deeply([fleet_events($b2)], ['join b 2'], "[$label] b's new start: its own join (its predecessor's leave came before)");
     $_->signal('QUIT') for $b2, $a;
     ok($_->wait_exit, "[$label] QUIT stops the node") for $a, $b2;
     checker_ok($_, label => $label) for $a, $b, $b2;
@@ -70,18 +57,18 @@ sub saw {
     my $a = node('a');
     my $b = node('b');
     $a->start;
-    saw($a, 'join a 1', $label);
+    saw_event($a, 'join a 1', $label);
     $b->start;
-    saw($a, 'join b 2', $label);
+    saw_event($a, 'join b 2', $label);
     my $mark = $a->mark;
     $b->signal_node('STOP');
-    saw($a, 'leave b 1 lost', $label, since => $mark);
+    saw_event($a, 'leave b 1 lost', $label, since => $mark);
     $b->signal_node('CONT');
-    $a->wait_until(sub { (grep { $_ eq 'join b 2' } events($a)) == 2 }, desc => "[$label] b joins again on a");
-    $b->wait_until(sub { (grep { $_ eq 'join b 2' } events($b)) == 2 }, desc => "[$label] b runs its rejoin");
-    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
+    $a->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($a)) == 2 }, desc => "[$label] b joins again on a");
+    $b->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($b)) == 2 }, desc => "[$label] b runs its rejoin");
+    is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
               "[$label] a: b lost, then back as a new join");
-    is_deeply([events($b)], ['join b 2', 'leave b 1 lost', 'join b 2'],
+    is_deeply([fleet_events($b)], ['join b 2', 'leave b 1 lost', 'join b 2'],
               "[$label] b: its own loss and rejoin, each once");
     $_->signal('QUIT') for $a, $b;
     ok($_->wait_exit, "[$label] QUIT stops the node") for $a, $b;
@@ -99,17 +86,17 @@ sub saw {
     my $a = node('a');
     my $b = node('b');
     $a->start;
-    saw($a, 'join a 1', $label);
+    saw_event($a, 'join a 1', $label);
     my ($agent) = map { /pid=(\d+)/ } map { $_->{text} } $a->grep_log(qr/WMFLEET join node=a /);
     $a->kill_worker($agent, 'KILL');
     $b->start;
-    saw($a, 'join b 2', $label);
+    saw_event($a, 'join b 2', $label);
     $b->signal('QUIT');
     ok($b->wait_exit, "[$label] QUIT stops b");
-    saw($a, 'leave b 1 stopped', $label);
+    saw_event($a, 'leave b 1 stopped', $label);
     $a->signal('QUIT');
     ok($a->wait_exit, "[$label] QUIT stops a");
-    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 stopped'], "[$label] a ran each event once");
+    is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 stopped'], "[$label] a ran each event once");
     checker_ok($_, label => $label) for $a, $b;
     no_errors_ok($a, "[$label] a: no errors but the kill", killed_allow($agent));
     no_errors_ok($b, "[$label] b: no errors");
@@ -122,23 +109,23 @@ sub saw {
     my $a = node('a');
     my $b = node('b');
     $a->start;
-    saw($a, 'join a 1', $label);
+    saw_event($a, 'join a 1', $label);
     $b->start;
-    saw($a, 'join b 2', $label);
+    saw_event($a, 'join b 2', $label);
     $b->signal('TERM');
     ok($b->wait_exit, "[$label] TERM stops b");
-    saw($a, 'leave b 1 lost', $label);
+    saw_event($a, 'leave b 1 lost', $label);
     # --- a reload while an event comes: the event runs once, late or not
     my $c = node('c');
     $c->start;
-    saw($a, 'join c 2', $label);
+    saw_event($a, 'join c 2', $label);
     $a->signal('HUP');
     $c->signal('QUIT');
     ok($c->wait_exit, "[reload] QUIT stops c while a reloads");
-    saw($a, 'leave c 1 stopped', 'reload');
+    saw_event($a, 'leave c 1 stopped', 'reload');
     $a->signal('QUIT');
     ok($a->wait_exit, "[$label] QUIT stops a");
-    is_deeply([events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join c 2', 'leave c 1 stopped'],
+    is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join c 2', 'leave c 1 stopped'],
               "[$label] a: b lost after its fast stop; c's stop during a's reload ran once");
     checker_ok($_, label => $label) for $a, $b, $c;
     no_errors_ok($_, "[$label] no errors") for $a, $b, $c;

@@ -11,6 +11,7 @@ use Time::HiRes qw(time sleep);
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
+use WorkerManager::FleetCheck;
 
 my $redis = WorkerManager::Redis->new;
 $redis->start;
@@ -25,27 +26,16 @@ sub node {
                                      server_extra => 'location = /hello { return 200 "hello\n"; }');
 }
 
-sub events {
-    my ($n) = @_;
-    return map { $_->{text} =~ /WMFLEET (\w+) node=(\S+) n=(\d+) reason=(\S+) /
-                 ? join(' ', $1, $2, $3, $4 eq 'nil' ? () : $4) : () } $n->grep_log(qr/WMFLEET /);
-}
-
-sub saw {
-    my ($n, $event, $label) = @_;
-    return $n->wait_until(sub { grep { $_ eq $event } events($n) }, desc => "[$label] '$event'");
-}
-
 my $OUTAGE = qr/\[worker-manager\] fleet: Redis at \S+ failed: /;
 my $BACK = qr/\[worker-manager\] fleet: Redis at \S+ is back after [\d.]+ s/;
 
 my %n = map { $_ => node($_) } qw(a b c);
 $n{a}->start;
-saw($n{a}, 'join a 1', 'start');
+saw_event($n{a}, 'join a 1', 'start');
 $n{b}->start;
-saw($n{a}, 'join b 2', 'start');
+saw_event($n{a}, 'join b 2', 'start');
 $n{c}->start;
-saw($_, 'join c 3', 'start') for values %n;
+saw_event($_, 'join c 3', 'start') for values %n;
 
 # --- Redis stopped for 10 s; c dies meanwhile; Redis comes back empty
 {
@@ -59,7 +49,7 @@ saw($_, 'join c 3', 'start') for values %n;
     $n{c}->signal_node('KILL');
     sleep 0.05 while time - $t0 < 10;    # the outage lasts 10 s (nothing to poll: Redis is down)
     $redis->start;
-    saw($_, 'leave c 2 lost', $label) for $n{a}, $n{b};
+    saw_event($_, 'leave c 2 lost', $label) for $n{a}, $n{b};
     $n{$_}->wait_log($BACK, since => $mark{$_}, desc => "[$label] $_ says Redis is back") for qw(a b);
     for my $k (qw(a b)) {
         is(scalar $n{$k}->grep_log($OUTAGE, since => $mark{$k}), 1, "[$label] $k: one error for the outage");
@@ -83,12 +73,12 @@ saw($_, 'join c 3', 'start') for values %n;
 
 $n{b}->signal('QUIT');
 ok($n{b}->wait_exit, 'QUIT stops b');
-saw($n{a}, 'leave b 1 stopped', 'stop');
+saw_event($n{a}, 'leave b 1 stopped', 'stop');
 $n{a}->signal('QUIT');
 ok($n{a}->wait_exit, 'QUIT stops a');
-is_deeply([events($n{a})], ['join a 1', 'join b 2', 'join c 3', 'leave c 2 lost', 'leave b 1 stopped'],
+is_deeply([fleet_events($n{a})], ['join a 1', 'join b 2', 'join c 3', 'leave c 2 lost', 'leave b 1 stopped'],
           'a: the joins, c lost once after the outage, b stopped; no join or leave of a or b for the outages');
-is_deeply([events($n{b})], ['join b 2', 'join c 3', 'leave c 2 lost'], 'b: the same from its join on');
+is_deeply([fleet_events($n{b})], ['join b 2', 'join c 3', 'leave c 2 lost'], 'b: the same from its join on');
 checker_ok($n{$_}, label => $_) for qw(a b c);
 no_errors_ok($n{$_}, "$_: no errors but one per outage", $OUTAGE) for qw(a b);
 no_errors_ok($n{c}, 'c: no errors but the outage (killed by the test)', $OUTAGE);

@@ -19,6 +19,7 @@ use Time::HiRes qw(time);
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
+use WorkerManager::FleetCheck;
 
 my $MASTER = 'wm-fleet';
 my $s = WorkerManager::Redis->sentinel_setup(master_name => $MASTER);
@@ -48,19 +49,6 @@ CONF
     );
 }
 
-# the fleet events a node ran, in order: "join b 2", "leave c 2 stopped", ...
-sub events {
-    my ($n) = @_;
-    return map { $_->{text} =~ /WMFLEET (\w+) node=(\S+) n=(\d+) reason=(\S+) nargs=(\d+)/
-                 ? join(' ', $1, $2, $3, $4 eq 'nil' ? () : $4) . ($5 == ($1 eq 'join' ? 2 : 3) ? '' : " nargs=$5") : () }
-           $n->grep_log(qr/WMFLEET /);
-}
-
-sub saw {
-    my ($n, $event, $label) = @_;
-    return $n->wait_until(sub { grep { $_ eq $event } events($n) }, desc => "[$label] '$event'");
-}
-
 # nodes() on $n: { name => seen } (generation 1, 2 workers each)
 sub view {
     my ($n) = @_;
@@ -82,14 +70,14 @@ my %n = map { $_ => node($_) } qw(a b c d);
 
 # --- three nodes join, one by one, through the sentinels
 $n{a}->start;
-saw($n{a}, 'join a 1', 'start');
+saw_event($n{a}, 'join a 1', 'start');
 $n{b}->start;
-saw($_, 'join b 2', 'start') for @n{qw(a b)};
+saw_event($_, 'join b 2', 'start') for @n{qw(a b)};
 $n{c}->start;
-saw($_, 'join c 3', 'start') for @n{qw(a b c)};
-is_deeply([events($n{a})], ['join a 1', 'join b 2', 'join c 3'], 'a saw each join once, in order');
-is_deeply([events($n{b})], ['join b 2', 'join c 3'], 'b saw its join, then c\'s');
-is_deeply([events($n{c})], ['join c 3'], 'c saw its join');
+saw_event($_, 'join c 3', 'start') for @n{qw(a b c)};
+is_deeply([fleet_events($n{a})], ['join a 1', 'join b 2', 'join c 3'], 'a saw each join once, in order');
+is_deeply([fleet_events($n{b})], ['join b 2', 'join c 3'], 'b saw its join, then c\'s');
+is_deeply([fleet_events($n{c})], ['join c 3'], 'c saw its join');
 is($old->cmd('ZCARD', '{wm}:members'), 3, 'the primary has the three members');
 
 # --- the primary killed, the replica promoted
@@ -142,9 +130,9 @@ my $t_kill;
     my $label = 'after';
     $n{c}->signal('QUIT');
     ok($n{c}->wait_exit, "[$label] QUIT stops c");
-    saw($_, 'leave c 2 stopped', $label) for @n{qw(a b)};
+    saw_event($_, 'leave c 2 stopped', $label) for @n{qw(a b)};
     $n{d}->start;
-    saw($_, 'join d 3', $label) for @n{qw(a b d)};
+    saw_event($_, 'join d 3', $label) for @n{qw(a b d)};
     for my $k (qw(a b d)) {
         ok($n{$k}->wait_until(sub { my $v = view($n{$k}); $v && join(' ', sort keys %$v) eq 'a b d' },
                               desc => "[$label] nodes() on $k: a, b, d"),
@@ -155,20 +143,20 @@ my $t_kill;
 # --- the end: d, b, a stop in turn
 $n{d}->signal('QUIT');
 ok($n{d}->wait_exit, 'QUIT stops d');
-saw($_, 'leave d 2 stopped', 'stop d') for @n{qw(a b)};
+saw_event($_, 'leave d 2 stopped', 'stop d') for @n{qw(a b)};
 $n{b}->signal('QUIT');
 ok($n{b}->wait_exit, 'QUIT stops b');
-saw($n{a}, 'leave b 1 stopped', 'stop b');
+saw_event($n{a}, 'leave b 1 stopped', 'stop b');
 $n{a}->signal('QUIT');
 ok($n{a}->wait_exit, 'QUIT stops a');
 
-is_deeply([events($n{a})], ['join a 1', 'join b 2', 'join c 3', 'leave c 2 stopped', 'join d 3',
+is_deeply([fleet_events($n{a})], ['join a 1', 'join b 2', 'join c 3', 'leave c 2 stopped', 'join d 3',
                             'leave d 2 stopped', 'leave b 1 stopped'],
           'a: each event once, in order; nothing for the failover');
-is_deeply([events($n{b})], ['join b 2', 'join c 3', 'leave c 2 stopped', 'join d 3', 'leave d 2 stopped'],
+is_deeply([fleet_events($n{b})], ['join b 2', 'join c 3', 'leave c 2 stopped', 'join d 3', 'leave d 2 stopped'],
           'b: the same from its join on');
-is_deeply([events($n{c})], ['join c 3'], 'c: its join only (nothing for the failover)');
-is_deeply([events($n{d})], ['join d 3'], 'd: its join (it started after the failover)');
+is_deeply([fleet_events($n{c})], ['join c 3'], 'c: its join only (nothing for the failover)');
+is_deeply([fleet_events($n{d})], ['join d 3'], 'd: its join (it started after the failover)');
 is($s->current_primary->cmd('ZCARD', '{wm}:members'), 0, 'no member left on the new primary');
 
 checker_ok($n{$_}, label => $_) for qw(a b c d);
