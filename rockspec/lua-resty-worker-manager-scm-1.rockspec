@@ -51,6 +51,7 @@ build = {
       ["resty.worker.manager.keys"] = "lib/resty/worker/manager/keys.lua",
       ["resty.worker.manager.listeners"] = "lib/resty/worker/manager/listeners.lua",
       ["resty.worker.manager.liveness"] = "lib/resty/worker/manager/liveness.lua",
+      ["resty.worker.manager.reports"] = "lib/resty/worker/manager/reports.lua",
       ["resty.worker.manager.lock"] = "lib/resty/worker/manager/lock.lua",
       ["resty.worker.manager.log"] = "lib/resty/worker/manager/log.lua",
       ["resty.worker.manager.missed_beats"] = "lib/resty/worker/manager/missed_beats.lua",

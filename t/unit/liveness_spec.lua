@@ -1,9 +1,8 @@
 -- resty.worker.manager.liveness: finding workers that died without exiting
--- (LIFECYCLE.md: "A crashed worker (killed, segfault) runs nothing. The module
--- notices it (heartbeats every `interval`, and a dead pid where it can see
--- one), drops it from the counts, and says so in the error log, naming its pid
--- and worker id"; "a later graceful stop still ends with exactly one master
--- exit, even when workers die during that stop").
+-- (README.md, Crashes: "A worker killed by a signal ... runs no Lua. The
+-- module finds it, drops it from the counts, logs an ERR line naming its
+-- worker id, pid, slot and the cause"; "A generation whose last worker died
+-- gets its master exit from the worker that finds out").
 --
 -- Generations and workers are set up through the registry, in a fake shdict;
 -- which pids are alive is the host stub's env.live_pids. The finder is the
@@ -15,11 +14,11 @@ local fake_dict = require("helpers.fake_dict")
 local P = "lua-resty-worker-manager:"
 local INTERVAL, FAILED = 10, 5
 local OVERDUE = INTERVAL + FAILED   -- what manager.ts passes as finder.overdue
-local GRACE = FAILED                -- and as finder.grace
+local GRACE = FAILED                -- and as finder.failed
 local ME = 1001
 
 describe("liveness", function()
-    local env, dict, registry, liveness
+    local env, dict, registry, liveness, reports
     local crashes, master_exits, order
 
     local function install()
@@ -27,6 +26,7 @@ describe("liveness", function()
         dict = env.dict
         registry = require("resty.worker.manager.registry")
         liveness = require("resty.worker.manager.liveness")
+        reports = require("resty.worker.manager.reports")
     end
 
     before_each(function()
@@ -40,7 +40,7 @@ describe("liveness", function()
 
     local function finder(stopping)
         return {
-            pid = ME, overdue = OVERDUE, grace = GRACE, stopping = stopping or false,
+            pid = ME, overdue = OVERDUE, failed = GRACE, stopping = stopping or false,
             on_crash = function(id, n_prev, n_mine, n_next)
                 crashes[#crashes + 1] = { id, n_prev, n_mine, n_next }
                 order[#order + 1] = "crash " .. id
@@ -521,7 +521,7 @@ describe("liveness", function()
         it("end_with_master_exit marks the callback entered before it runs, then forgets the generation", function()
             generation{ 201 }
             local seen
-            liveness.end_with_master_exit(dict, function(id)
+            reports.end_with_master_exit(dict, function(id)
                 seen = { registry.closer(dict, id) }
             end, 1, ME, env.now(), GRACE)
             assert.same({ ME, true }, seen)
@@ -543,15 +543,15 @@ describe("liveness", function()
             liveness.settle(dict, finder(), suspects, env.now())
             assert.same({ { "2-201", 1, 0, 1 } }, crashes)
             assert.same({}, master_exits)
-            assert.is_true(registry.has_generation(dict, g2))
-            assert.is_false(liveness.closable(dict, g2))
+            assert.is_true(registry.recorded(dict, g2))
+            assert.is_false(liveness.over(dict, g2))
             -- 202 is killed before it got the lock: nothing holds generation 2 open any more
             kill(202)
-            assert.is_true(liveness.closable(dict, g2))
+            assert.is_true(liveness.over(dict, g2))
             liveness.settle(dict, finder(), {}, env.now())
             liveness.settle(dict, finder(), {}, env.now())
             assert.same({ { 2, 1, 0, 1 } }, master_exits)
-            assert.is_false(registry.has_generation(dict, g2))
+            assert.is_false(registry.recorded(dict, g2))
         end)
 
         describe("a worker killed while it waited for the lock (arrived, never counted)", function()
@@ -571,16 +571,16 @@ describe("liveness", function()
                 end
             end
 
-            it("does not keep its generation from ending at a stop (the last exit finds it closable)", function()
+            it("does not keep its generation from ending at a stop (the last exit finds it over)", function()
                 local g = registry.begin_generation(dict, env.now())
                 killed_while_waiting(g, true)
                 assert.equal(2, registry.count(dict, g))
                 -- nginx -s quit: 101 exits, then 150, the last one
                 registry.uncount(dict, g, 1, 101)
-                assert.is_false(liveness.closable(dict, g))
+                assert.is_false(liveness.over(dict, g))
                 assert.same({ true, 0 }, { registry.uncount(dict, g, 0, 150) })
                 -- what leave() asks before it runs the master exit
-                assert.is_true(liveness.closable(dict, g))
+                assert.is_true(liveness.over(dict, g))
             end)
 
             it("does not keep an old generation from being closed after a reload", function()
@@ -591,7 +591,7 @@ describe("liveness", function()
                 -- 101 exits gracefully after the HUP
                 assert.same({ true, 0 }, { registry.uncount(dict, g1, 1, 101) })
                 kill(101)
-                assert.is_true(liveness.closable(dict, g1))
+                assert.is_true(liveness.over(dict, g1))
                 -- were that exit's master exit lost, a heartbeat of the new generation closes it
                 env.advance(3600)
                 beat(g2, 0)
@@ -599,7 +599,7 @@ describe("liveness", function()
                 assert.is_true(closing)
                 liveness.settle(dict, finder(), {}, env.now())
                 assert.same({ { g1, nil, 0, 1 } }, master_exits)
-                assert.is_false(registry.has_generation(dict, g1))
+                assert.is_false(registry.recorded(dict, g1))
             end)
         end)
 
@@ -614,7 +614,7 @@ describe("liveness", function()
             liveness.settle(dict, finder(), suspects, env.now())
             assert.same({ { "2-201", 1, 0, nil } }, crashes)
             assert.same({}, master_exits)
-            assert.is_true(registry.has_generation(dict, g2))
+            assert.is_true(registry.recorded(dict, g2))
             liveness.settle(dict, finder(), {}, env.now())
             assert.same({}, master_exits)
             -- a finder that exits for a stop knows nothing will be respawned any more
@@ -632,7 +632,7 @@ describe("liveness", function()
             liveness.settle(dict, f, liveness.look_in(dict, f, g1, env.now()), env.now())
             assert.same({ { "1-102", nil, 1, nil } }, crashes)
             assert.same({}, master_exits)
-            assert.is_true(registry.has_generation(dict, g1))
+            assert.is_true(registry.recorded(dict, g1))
         end)
 
         it("keeps an old generation open while a worker dropped for a late heartbeat still runs", function()
@@ -646,15 +646,15 @@ describe("liveness", function()
             assert.same({ { "1-101", nil, 0, 1 } }, crashes)
             -- only busy, maybe: its generation's master exit must not come before its own exit
             assert.same({}, master_exits)
-            assert.is_true(registry.has_generation(dict, 1))
-            assert.is_false(liveness.closable(dict, 1))
+            assert.is_true(registry.recorded(dict, 1))
+            assert.is_false(liveness.over(dict, 1))
             local _, closing = look(g2, 0, 2)
             assert.is_false(closing)
             liveness.settle(dict, finder(), {}, env.now())
             assert.same({}, master_exits)
             -- it dies at last: the generation is closed on its behalf, once
             kill(101)
-            assert.is_true(liveness.closable(dict, 1))
+            assert.is_true(liveness.over(dict, 1))
             _, closing = look(g2, 0, 3)
             assert.is_true(closing)
             liveness.settle(dict, finder(), {}, env.now())
@@ -671,9 +671,9 @@ describe("liveness", function()
             liveness.settle(dict, finder(), look(g2, 0, 1), env.now())
             assert.equal("slot 0", registry.restore(dict, 1, 0, 101, 2, env.now()))
             assert.equal(1, registry.count(dict, 1))
-            assert.is_false(liveness.closable(dict, 1))
+            assert.is_false(liveness.over(dict, 1))
             assert.same({ true, 0 }, { registry.uncount(dict, 1, 0, 101) })
-            assert.is_true(liveness.closable(dict, 1))
+            assert.is_true(liveness.over(dict, 1))
         end)
 
         it("forgets rolled-back generations, with no callback for them", function()
@@ -732,12 +732,12 @@ describe("liveness", function()
         it("is not closed by a heartbeat, nor by an exit that is no stop, while it is the newest", function()
             local g = idle_generation(101)
             assert.is_true(registry.idle(dict, g))
-            assert.is_false(liveness.closable(dict, g, false))
+            assert.is_false(liveness.over(dict, g, false))
             local _, closing = look(g, 0, 1)
             assert.is_false(closing)
             liveness.settle(dict, finder(false), {}, env.now())
             assert.same({}, master_exits)
-            assert.is_true(registry.has_generation(dict, g))
+            assert.is_true(registry.recorded(dict, g))
         end)
 
         it("is joined again by the worker nginx starts for it, and is no longer idle", function()

@@ -1,7 +1,6 @@
--- resty.worker.manager.lock: the node-wide lock in the shm (LIFECYCLE.md:
--- "All callbacks of one node run one at a time ... a node-wide lock in the
--- shm"; "the lock has an expiry so a worker that crashes while holding it
--- cannot block the node forever"), against a fake shdict whose expiry follows
+-- resty.worker.manager.lock: the node-wide lock in the shm (README.md,
+-- Callbacks, "One at a time"; Crashes: "a worker killed holding the node
+-- lock does not block it"), against a fake shdict whose expiry follows
 -- nginx's cached clock. Several processes are played by switching the stub's
 -- pid; host.pause and ngx.sleep advance the stub's clock.
 

@@ -9,6 +9,7 @@
 import * as registry from "./manager/registry";
 import * as lock from "./manager/lock";
 import * as liveness from "./manager/liveness";
+import * as reports from "./manager/reports";
 import * as listeners from "./manager/listeners";
 import * as reasons from "./manager/exit_reason";
 import * as missed_beats from "./manager/missed_beats";
@@ -28,20 +29,11 @@ import type {
 } from "resty.worker.manager";
 import type { ClusterConfig } from "./manager/cluster/options";
 
-const ERR = ngx.ERR;
-const WARN = ngx.WARN;
-const NOTICE = ngx.NOTICE;
-const INFO = ngx.INFO;
-const get_phase = ngx.get_phase;
-const now = ngx.now;
-const update_time = ngx.update_time;
-const sleep = ngx.sleep;
+const [ERR, WARN, NOTICE, INFO] = [ngx.ERR, ngx.WARN, ngx.NOTICE, ngx.INFO];
+const [get_phase, now, update_time, sleep, shared] = [ngx.get_phase, ngx.now, ngx.update_time, ngx.sleep, ngx.shared];
 const timer_every = ngx.timer.every;
-const worker_pid = ngx.worker.pid;
-const worker_exiting = ngx.worker.exiting;
-const worker_id = ngx.worker.id;
-const worker_count = ngx.worker.count;
-const shared = ngx.shared;
+const [worker_pid, worker_exiting, worker_id, worker_count] =
+    [ngx.worker.pid, ngx.worker.exiting, ngx.worker.id, ngx.worker.count];
 
 const DEFAULT_INTERVAL = 10;
 const DEFAULT_FAILED = 5;
@@ -107,9 +99,9 @@ interface Worker {
     said_missed: boolean;
 }
 
-let node: Node | undefined;
+let node: Node | undefined = undefined;
 let worker_hooked = false;
-let worker: Worker | undefined;
+let worker: Worker | undefined = undefined;
 
 /** `level`: where the error is reported, counted from here (3: the caller of the function that checks). */
 function check_phase(fn: string, phase: NgxPhase, directive: string, level = 3): void {
@@ -236,7 +228,7 @@ function on_init_by_lua(opts: Options | OptionsWithCrash, master_start?: MasterC
 
 function finder_for(n: Node, w: Worker, stopping: boolean): liveness.Finder {
     return {
-        pid: w.pid, overdue: n.interval + n.failed, grace: n.failed, stopping,
+        pid: w.pid, overdue: n.interval + n.failed, failed: n.failed, stopping,
         on_crash: n.on_crash, master_exit: n.master_exit,
     };
 }
@@ -248,7 +240,7 @@ function finder_for(n: Node, w: Worker, stopping: boolean): liveness.Finder {
  * leaves the generation idle until a worker joins it again, a newer one
  * takes over or the node stops.
  */
-function end_or_suspend(n: Node, w: Worker, reason: ExitReason, known: boolean, grace: number): void {
+function end_or_suspend(n: Node, w: Worker, reason: ExitReason, known: boolean, failed: number): void {
     const dict = n.dict;
     update_time();
     if (reason === "replace" && reasons.closed_now(dict, w.gen) !== true) {
@@ -259,8 +251,99 @@ function end_or_suspend(n: Node, w: Worker, reason: ExitReason, known: boolean, 
         return;
     }
     w.done = true;
-    liveness.end_with_master_exit(dict, n.master_exit, w.gen, w.pid, now(), grace);
+    reports.end_with_master_exit(dict, n.master_exit, w.gen, w.pid, now(), failed);
     resume.note_end(dict, w.config, w.gen, reason === "stop" && !known);
+}
+
+/** Its heartbeat timer no longer runs: while it waits, it beats here, or its siblings would count it as crashed. */
+function beat_while_waiting(dict: NgxSharedDict, w: Worker): () => void {
+    return () => {
+        update_time();
+        registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
+    };
+}
+
+/**
+ * Waits while a newer generation's workers have not shown up: either a
+ * reload in progress or one nginx rolled back, and waiting tells them apart.
+ * nginx forks a reload's workers before it handles a stop signal, so on a
+ * fast stop they show up within moments, unless it was rolled back. Returns
+ * the `failed` seconds to judge generations by: 0 once a fast stop's wait
+ * ran out (the newer one counts as rolled back).
+ */
+function wait_for_newer(n: Node, w: Worker, can_yield: boolean, waiting: () => void): number {
+    const dict = n.dict;
+    update_time();
+    if (can_yield) {
+        // Siblings nginx forked that have not reached init_worker yet (slow
+        // user code before this module's hook) would otherwise start after
+        // this generation's master exit: they may, until it is `failed` s old.
+        while (registry.newer_undecided(dict, w.gen, now(), n.failed)
+               || registry.unarrived(dict, w.gen, now(), n.failed)) {
+            sleep(UNDECIDED_STEP);
+            waiting();
+        }
+        return n.failed;
+    }
+    const began = now();
+    while (registry.newer_undecided(dict, w.gen, now(), n.failed)) {
+        if (now() - began >= FAST_STOP_WAIT) {
+            return 0;
+        }
+        pause(FAST_STOP_STEP);
+        waiting();
+    }
+    return n.failed;
+}
+
+/**
+ * The lock for the exit's work. In the exit hook, a timer of this very
+ * process that the fast stop abandoned may still hold it: that timer will
+ * never run again, so its hold is ours. (In a timer, another timer's hold
+ * is not.)
+ */
+function lock_for_exit(dict: NgxSharedDict, can_yield: boolean): lock.Hold {
+    if (!can_yield) {
+        const abandoned = lock.mine();
+        if (abandoned !== undefined) {
+            return abandoned;
+        }
+    }
+    return lock.acquire(dict, can_yield);
+}
+
+/**
+ * Under the lock: uncounts this worker and runs its worker exit with the
+ * counts, after dropping siblings that died (so that the last one really
+ * alive runs the master exit). The hold (renewed after the callback) and
+ * the reason, which the counts may correct.
+ */
+function report_exit(n: Node, w: Worker, hold: lock.Hold, reason: ExitReason, known: boolean, failed: number,
+                     can_yield: boolean): LuaMultiReturn<[lock.Hold, ExitReason, boolean]> {
+    const dict = n.dict;
+    const finder = finder_for(n, w, reason === "stop");
+    update_time();
+    liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
+    const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), failed);
+    [reason, known] = reasons.agree(reason, known, n_next);
+    w.reason = reason;
+    const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
+    if (!counted) {
+        if (registry.clear_uncounted(dict, w.gen, w.slot, w.pid)) {
+            log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
+        } else {
+            log(WARN, "worker ", w.id, " exits while not counted (its keys were lost from shm '", n.shm,
+                "' or never fitted in it)");
+        }
+    }
+    w.reported = true;
+    run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
+    const renewed = lock.renew(dict, hold, can_yield);
+    // A sibling may have died while that callback ran (no respawn during
+    // a stop): drop it now, or nobody would close the generation.
+    update_time();
+    liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
+    return $multi(renewed, reason, known);
 }
 
 /**
@@ -277,86 +360,28 @@ function leave(can_yield: boolean): void {
     }
     w.exited = true;
     const dict = n.dict;
-    // A newer generation whose workers have not shown up yet is either a
-    // reload in progress or one nginx rolled back; waiting tells them apart.
-    // nginx forks a reload's workers before it handles a stop signal, so on
-    // a fast stop they show up within moments, unless it was rolled back.
-    update_time();
-    // Its heartbeat timer no longer runs: while it waits, it beats here, or
-    // its siblings would count it as crashed.
-    const waiting = (): void => {
-        update_time();
-        registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
-    };
-    let grace = n.failed;
-    if (can_yield) {
-        // Siblings nginx forked that have not reached init_worker yet (slow
-        // user code before this module's hook) would otherwise start after
-        // this generation's master exit: they may, until it is `failed` s old.
-        while (registry.newer_undecided(dict, w.gen, now(), n.failed)
-               || registry.unarrived(dict, w.gen, now(), n.failed)) {
-            sleep(UNDECIDED_STEP);
-            waiting();
-        }
-    } else {
-        const began = now();
-        while (registry.newer_undecided(dict, w.gen, now(), n.failed)) {
-            if (now() - began >= FAST_STOP_WAIT) {
-                // Still no worker: a rolled-back reload, counted as absent.
-                grace = 0;
-                break;
-            }
-            pause(FAST_STOP_STEP);
-            waiting();
-        }
-    }
+    const waiting = beat_while_waiting(dict, w);
+    const failed = wait_for_newer(n, w, can_yield, waiting);
     // Decided before its callback runs, which may ask (exit_reason()). The
     // exit hook also runs after a graceful exit whose timer never ran it,
     // and after one that a TERM cut short (which counts as fast).
     update_time();
     const graceful = can_yield || (worker_exiting() && terminating() === false);
-    let [reason, known] = reasons.find(dict, w.gen, registry.newest(dict, now(), grace), graceful, can_yield,
+    let [reason, known] = reasons.find(dict, w.gen, registry.newest(dict, now(), failed), graceful, can_yield,
                                        can_yield ? n.failed : FAST_STOP_WAIT, waiting);
     w.reason = reason;
     // The stops of the singletons it holds run now, outside the lock, after
     // their running start or fn returned; the holdings end under the lock.
     singletons.stop_for_exit(reason, can_yield);
 
-    // In the exit hook, a timer of this very process that the fast stop
-    // abandoned may still hold the lock: it will never run again, so its hold
-    // is ours. (In a timer, another timer's hold is not.)
-    let hold = (can_yield ? undefined : lock.mine()) ?? lock.acquire(dict, can_yield);
-    update_time();
+    let hold = lock_for_exit(dict, can_yield);
     if (!w.reported) {
-        const finder = finder_for(n, w, reason === "stop");
-        // Siblings that died are dropped first, so that the last one really
-        // alive runs the master exit.
-        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
-        const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), grace);
-        [reason, known] = reasons.agree(reason, known, n_next);
-        w.reason = reason;
-        const [counted, remaining] = registry.uncount(dict, w.gen, w.slot, w.pid);
-        if (!counted) {
-            if (registry.clear_uncounted(dict, w.gen, w.slot, w.pid)) {
-                log(WARN, "worker ", w.id, " exits after it was dropped for a late heartbeat");
-            } else {
-                log(WARN, "worker ", w.id, " exits while not counted (its keys were lost from shm '", n.shm,
-                    "' or never fitted in it)");
-            }
-        }
-        w.reported = true;
-        run("worker exit", w.exit, w.id, n_prev, remaining + 1, n_next);
-        hold = lock.renew(dict, hold, can_yield);
-        // A sibling may have died while that callback ran (no respawn during
-        // a stop): drop it now, or nobody would close the generation.
-        update_time();
-        liveness.settle(dict, finder, liveness.look_in(dict, finder, w.gen, now()), now(), w.gen);
+        [hold, reason, known] = report_exit(n, w, hold, reason, known, failed, can_yield);
     }
-
     singletons.release_for_exit(dict, reason === "stop");
     let node_stopped = false;
-    if (liveness.closable(dict, w.gen, reason === "stop")) {
-        end_or_suspend(n, w, reason, known, grace);
+    if (liveness.over(dict, w.gen, reason === "stop")) {
+        end_or_suspend(n, w, reason, known, failed);
         node_stopped = reason === "stop" && known && !w.left_idle;
     }
     w.done = true;
@@ -388,7 +413,7 @@ function end_idle_on_stop(): void {
     const hold = lock.acquire(dict, false);
     update_time();
     liveness.settle(dict, finder_for(n, w, true), [], now());
-    if (!registry.has_generation(dict, w.gen)) {
+    if (!registry.recorded(dict, w.gen)) {
         resume.note_end(dict, w.config, w.gen, assumed);
     }
     lock.release(dict, hold);
@@ -427,7 +452,7 @@ function beat(w: Worker, n: Node): void {
     singletons.check_lost();
     update_time();
     const [pid] = registry.occupant(dict, w.gen, w.slot);
-    if (pid !== w.pid || !registry.has_generation(dict, w.gen)) {
+    if (pid !== w.pid || !registry.recorded(dict, w.gen)) {
         // This worker is alive and not exiting, so it must be counted: it was
         // dropped while it stalled, or the shm lost the module's keys.
         const hold = lock_for_beat(w, dict);
@@ -535,6 +560,127 @@ function join(n: Node, config: number, pid: number): LuaMultiReturn<[number, boo
 }
 
 /**
+ * The configuration's generation and the slot of this process, nil when it
+ * is no tracked worker (logged): the privileged agent, cache processes and
+ * single-process mode run init_worker too, and a configuration the shm
+ * refused to count has no generation.
+ */
+function tracked(n: Node): LuaMultiReturn<[number, number] | [undefined, undefined]> {
+    const config = n.gen;
+    const slot = worker_id();
+    const kind = process_type();
+    if (config === undefined || slot === undefined || kind !== "worker") {
+        log(INFO, "process ", worker_pid(), " (", kind, ") is not a tracked worker");
+        return $multi(undefined, undefined);
+    }
+    return $multi(config, slot);
+}
+
+/**
+ * Noted before the lock wait, so that a death while waiting is seen: the
+ * generation a starting worker arrives in early (nil for a worker of an
+ * ended configuration: it is noted where it joins) and the pid it finds
+ * there in its slot, a predecessor that died before it was counted.
+ */
+function arrive_early(dict: NgxSharedDict, config: number, slot: number,
+                      pid: number): LuaMultiReturn<[number | undefined, number | undefined]> {
+    let early = resume.carrier(dict, config);
+    if (early === undefined && !registry.ended(dict, config)) {
+        early = config;
+    }
+    if (early === undefined) {
+        return $multi(undefined, undefined);
+    }
+    return $multi(early, registry.arrive(dict, early, slot, pid, worker_count()));
+}
+
+/** Whether the worker's keys fitted in the shm; a counted one records its listening sockets. */
+function note_counted(n: Node, w: Worker, counted: boolean): void {
+    w.counted = counted;
+    if (!counted) {
+        log(ERR, "worker ", w.id, " could not be counted (no room for its keys in shm '", n.shm,
+            "'); its heartbeat counts it once there is room");
+        return;
+    }
+    note_listeners(n.dict, w.gen);
+}
+
+/**
+ * The start callback still counts the dead predecessor in this slot, as the
+ * contract promises, but the shm drops it now: if this worker is killed in
+ * its callback too, the next respawn must not find two to drop. Returns the
+ * predecessor when its report could not be queued (shm full).
+ */
+function drop_predecessor(dict: NgxSharedDict, w: Worker, dead: number | undefined): number | undefined {
+    if (dead === undefined) {
+        return undefined;
+    }
+    const queued = registry.replace_dead(dict, w.gen, w.slot, dead, w.pid);
+    liveness.free_singletons(dict, w.gen, dead, "crashed");
+    if (queued) {
+        return undefined;
+    }
+    return dead;
+}
+
+/** Runs the worker start callback with the counts; the hold, renewed after it. */
+function run_worker_start(n: Node, w: Worker, start_cb: Callback | undefined, mine: number,
+                          hold: lock.Hold): lock.Hold {
+    const dict = n.dict;
+    const [n_prev, n_next] = registry.neighbours(dict, w.gen, now(), n.failed);
+    run("worker start", start_cb, w.id, n_prev, mine, n_next);
+    const renewed = lock.renew(dict, hold, false);
+    update_time();
+    // A slow start callback must not make this worker look dead.
+    registry.heartbeat(dict, w.gen, w.slot, w.pid, now());
+    return renewed;
+}
+
+/**
+ * The crashes of this slot's predecessors: normally just the one it
+ * replaced; more when a respawned worker was killed in its own start
+ * callback before it could report its predecessor; and `lost`, one killed
+ * while it waited for the lock in generation `early`.
+ */
+function report_crashes_before(n: Node, w: Worker, unqueued: number | undefined, early: number | undefined,
+                               lost: number | undefined): void {
+    const dict = n.dict;
+    let extra: { dead: number; by: number } | undefined = undefined;
+    if (unqueued !== undefined) {
+        extra = { dead: unqueued, by: w.pid };
+    }
+    reports.report_replaced(dict, n.on_crash, n.failed, w.gen, w.slot, now(), extra);
+    if (lost === undefined || early === undefined) {
+        return;
+    }
+    // Never counted, so nothing to drop, but the crash is still reported.
+    log(ERR, "worker ", early, "-", lost, " (pid ", lost, ", slot ", w.slot, ") crashed while starting, before it ",
+        "was counted: nginx respawned its slot as ", w.id);
+    reports.announce_crash(dict, n.on_crash, n.failed, early, lost, w.slot, "crashed while starting",
+                           registry.count(dict, early), now());
+}
+
+/** After the lock: this worker's singletons, the fleet agent, the heartbeat. */
+function start_jobs(n: Node, w: Worker): void {
+    const dict = n.dict;
+    const g = w.gen;
+    singletons.attach({ dict, gen: g, slot: w.slot, pid: w.pid, id: w.id, started: now() });
+    if (n.cluster !== undefined) {
+        // the node's fleet agent: a node singleton like the users' own
+        fleet.attach(() => $multi(g, registry.count(dict, g)));
+        leases.setup(n.cluster, dict, fleet.holder_id);
+        singletons.add(fleet.AGENT, undefined, undefined, fleet.agent, n.cluster.interval);
+    }
+
+    w.last_beat = now();
+    const [ok, err] = timer_every(n.interval, on_beat);
+    if (!ok) {
+        log(ERR, "could not start the heartbeat of worker ", w.id, ": ", err,
+            "; its exit is tracked only through on_exit_worker_by_lua");
+    }
+}
+
+/**
  * Counts this worker and runs its worker start callback before returning.
  * Call once, from init_worker_by_lua*, after on_init_by_lua ran in init_by_lua*.
  * @param worker_start `cb(worker_id, n_prev, n_mine, n_next)`, n_mine counting this worker
@@ -553,21 +699,13 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
         error("on_init_worker_by_lua needs a successful on_init_by_lua in init_by_lua* first", 2);
     }
     worker_hooked = true;
-    const config = n.gen;
-    const slot = worker_id();
-    const kind = process_type();
-    if (config === undefined || slot === undefined || kind !== "worker") {
-        // The privileged agent, cache processes and single-process mode run
-        // init_worker too, but they are not workers of the node.
-        log(INFO, "process ", worker_pid(), " (", kind, ") is not a tracked worker");
+    const [config, slot] = tracked(n);
+    if (config === undefined || slot === undefined) {
         return true;
     }
     const dict = n.dict;
     const pid = worker_pid();
-    // Noted before the lock wait, so that a death while waiting is seen; a
-    // worker of an ended configuration is noted where it joins, below.
-    const early = resume.carrier(dict, config) ?? (registry.ended(dict, config) ? undefined : config);
-    const lost = early !== undefined ? registry.arrive(dict, early, slot, pid, worker_count()) : undefined;
+    const [early, lost] = arrive_early(dict, config, slot, pid);
 
     let hold = lock.acquire(dict, false);
     update_time();
@@ -591,54 +729,13 @@ function on_init_worker_by_lua(worker_start?: WorkerCallback, worker_exit?: Work
             "exited and its master exit ran): it is not tracked, no callback runs for it");
         return true;
     }
-    w.counted = counted;
-    if (!counted) {
-        log(ERR, "worker ", w.id, " could not be counted (no room for its keys in shm '", n.shm,
-            "'); its heartbeat counts it once there is room");
-    } else {
-        note_listeners(dict, g);
-    }
-    // The start callback still counts the dead predecessor (`mine`), as the
-    // contract promises, but the shm drops it now: if this worker is killed
-    // in its callback too, the next respawn must not find two to drop.
-    const unqueued = dead !== undefined && !registry.replace_dead(dict, g, slot, dead, pid) ? dead : undefined;
-    if (dead !== undefined) {
-        liveness.free_singletons(dict, g, dead, "crashed");
-    }
+    note_counted(n, w, counted);
+    const unqueued = drop_predecessor(dict, w, dead);
     worker = w;
-    const [n_prev, n_next] = registry.neighbours(dict, g, now(), n.failed);
-    run("worker start", start_cb, w.id, n_prev, mine, n_next);
-    hold = lock.renew(dict, hold, false);
-    update_time();
-    // A slow start callback must not make this worker look dead.
-    registry.heartbeat(dict, g, slot, pid, now());
-    // Normally just the predecessor; more when a respawned worker was killed
-    // in its own start callback before it could report its predecessor.
-    liveness.report_replaced(dict, n.on_crash, n.failed, g, slot, now(),
-                             unqueued !== undefined ? { dead: unqueued, by: pid } : undefined);
-    if (lost !== undefined && early !== undefined) {
-        // Killed while it waited for the lock: never counted, so nothing to
-        // drop, but the crash is still reported.
-        log(ERR, "worker ", early, "-", lost, " (pid ", lost, ", slot ", slot, ") crashed while starting, before it ",
-            "was counted: nginx respawned its slot as ", w.id);
-        liveness.announce_crash(dict, n.on_crash, n.failed, early, lost, slot, "crashed while starting",
-                                registry.count(dict, early), now());
-    }
+    hold = run_worker_start(n, w, start_cb, mine, hold);
+    report_crashes_before(n, w, unqueued, early, lost);
     lock.release(dict, hold);
-    singletons.attach({ dict, gen: g, slot, pid, id: w.id, started: now() });
-    if (n.cluster !== undefined) {
-        // the node's fleet agent: a node singleton like the users' own
-        fleet.attach(() => $multi(g, registry.count(dict, g)));
-        leases.setup(n.cluster, dict, fleet.holder_id);
-        singletons.add(fleet.AGENT, undefined, undefined, fleet.agent, n.cluster.interval);
-    }
-
-    w.last_beat = now();
-    const [ok, err] = timer_every(n.interval, on_beat);
-    if (!ok) {
-        log(ERR, "could not start the heartbeat of worker ", w.id, ": ", err,
-            "; its exit is tracked only through on_exit_worker_by_lua");
-    }
+    start_jobs(n, w);
     return true;
 }
 
@@ -664,7 +761,10 @@ function on_exit_worker_by_lua(): true {
  */
 function exit_reason(): ExitReason | undefined {
     const w = worker;
-    return w !== undefined && w.exited ? w.reason : undefined;
+    if (w === undefined || !w.exited) {
+        return undefined;
+    }
+    return w.reason;
 }
 
 /** Checks a singleton's name: part of shm keys and log lines. */
@@ -691,6 +791,28 @@ function check_registration(fn: string, name: unknown): string {
         error(fn + ": singleton '" + checked + "' is registered twice in this worker", 3);
     }
     return checked;
+}
+
+/** A singleton's scope: "node" (the default) or "cluster", which needs opts.cluster. */
+function check_scope(fn: string, what: string, scope: unknown): SingletonScope {
+    if (scope === undefined || scope === "node") {
+        return "node";
+    }
+    if (scope !== "cluster") {
+        error(fn + ": " + what + " must be \"node\" or \"cluster\", got " + describe(scope), 4);
+    }
+    if (node?.cluster === undefined) {
+        error(fn + ": scope \"cluster\" needs opts.cluster in on_init_by_lua", 4);
+    }
+    return "cluster";
+}
+
+/** A cluster singleton: a node singleton competes for its lease in Redis (cluster/leases.ts). */
+function add_cluster(name: string, start: SingletonStart | undefined, stop: SingletonStop | undefined,
+                     fn: SingletonFn | undefined, seconds: number): void {
+    const n = node as Node;
+    const internal = leases.add(name, start, stop, fn, seconds);
+    singletons.add(internal, undefined, leases.on_node_stop, leases.round, (n.cluster as ClusterConfig).interval);
 }
 
 /**
@@ -749,28 +871,6 @@ function every(name: string, interval: number, fn: SingletonFn, opts?: EveryOpti
         singletons.add(checked, undefined, undefined, fn, seconds);
     }
     return true;
-}
-
-/** A singleton's scope: "node" (the default) or "cluster", which needs opts.cluster. */
-function check_scope(fn: string, what: string, scope: unknown): SingletonScope {
-    if (scope === undefined || scope === "node") {
-        return "node";
-    }
-    if (scope !== "cluster") {
-        error(fn + ": " + what + " must be \"node\" or \"cluster\", got " + describe(scope), 4);
-    }
-    if (node?.cluster === undefined) {
-        error(fn + ": scope \"cluster\" needs opts.cluster in on_init_by_lua", 4);
-    }
-    return "cluster";
-}
-
-/** A cluster singleton: a node singleton competes for its lease in Redis (cluster/leases.ts). */
-function add_cluster(name: string, start: SingletonStart | undefined, stop: SingletonStop | undefined,
-                     fn: SingletonFn | undefined, seconds: number): void {
-    const n = node as Node;
-    const internal = leases.add(name, start, stop, fn, seconds);
-    singletons.add(internal, undefined, leases.on_node_stop, leases.round, (n.cluster as ClusterConfig).interval);
 }
 
 /**

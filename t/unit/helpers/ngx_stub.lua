@@ -256,7 +256,7 @@ function M.install(opts)
             return env.upgrading == true
         end,
         -- the fake dict has no slab mutex; counted, for the specs that care
-        free_dead_shm_mutex = function(dict)
+        free_dead_shm_mutex = function(_dict)
             env.mutex_checks = (env.mutex_checks or 0) + 1
         end,
     }

@@ -1,25 +1,32 @@
---[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
-local ____exports = {}
-local ____log = require("resty.worker.manager.log")
-local log = ____log.log
+-- Compiled from src/resty/worker/manager/callbacks.ts by TypeScriptToLua (make build):
+-- change the TypeScript source, not this file.
+
+-- Running user callbacks: an error in one is logged with its traceback and
+-- goes no further, so the lock is still released and the counts stay right.
+
+local log = require("resty.worker.manager.log").log
 local ERR = ngx.ERR
 local traceback = debug.traceback
 local running_thread = coroutine.running
+
+local _M = {}
+
 --- Stands for the main Lua thread (init, init_worker, exit_worker), where coroutine.running() is nil.
 local MAIN_THREAD = "main"
+
 --- The Lua thread a callback runs in, while it runs. A thread, not a depth
 -- count: ngx.exit() in a callback run from a timer ends that timer's thread
 -- for good, and a count would then stay up forever.
 local callback_thread = nil
+
 local function current_thread()
     return running_thread() or MAIN_THREAD
 end
+
 local function on_error(err)
-    return traceback(
-        tostring(err),
-        2
-    )
+    return traceback(tostring(err), 2)
 end
+
 --- Runs `cb` protected. `entering`, if given, is called right before the
 -- callback itself: from then on the callback counts as run, even if this
 -- process dies inside it.
@@ -31,31 +38,20 @@ local function run(name, cb, id, n_prev, n_mine, n_next, entering)
         entering()
     end
     callback_thread = current_thread()
-    local ok, err = xpcall(
-        cb,
-        on_error,
-        id,
-        n_prev,
-        n_mine,
-        n_next
-    )
+    local ok, err = xpcall(cb, on_error, id, n_prev, n_mine, n_next)
     callback_thread = nil
     if not ok then
-        log(
-            ERR,
-            name,
-            " callback for ",
-            id,
-            " failed: ",
-            err
-        )
+        log(ERR, name, " callback for ", id, " failed: ", err)
     end
 end
+
 --- True when the caller runs inside one of the module's callbacks (in this Lua thread).
 local function inside()
     return callback_thread ~= nil and callback_thread == current_thread()
 end
-____exports.run = run
-____exports.inside = inside
-____exports.on_error = on_error
-return ____exports
+
+_M.run = run
+_M.inside = inside
+_M.on_error = on_error
+
+return _M

@@ -1,16 +1,26 @@
---[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
-local ____exports = {}
+-- Compiled from src/resty/worker/manager/crash_record.ts by TypeScriptToLua (make build):
+-- change the TypeScript source, not this file.
+
+-- The node's crash count and its last crash, for status(). The last crash
+-- is one shm entry of at most 128 bytes (see record.ts): its pid is the
+-- entry's flags, and the value "<generation> <slot> <time> <cause>", the
+-- time as hex milliseconds and the cause as a short code.
+
 local keys = require("resty.worker.manager.keys")
-local ____store = require("resty.worker.manager.store")
-local read_number = ____store.read_number
-local write = ____store.write
-local add = ____store.add
-local ____record = require("resty.worker.manager.record")
-local to_hex_ms = ____record.to_hex_ms
-local from_hex_ms = ____record.from_hex_ms
+local store = require("resty.worker.manager.store")
+local read_number = store.read_number
+local write = store.write
+local add = store.add
+local record = require("resty.worker.manager.record")
+local to_hex_ms = record.to_hex_ms
+local from_hex_ms = record.from_hex_ms
+
+local _M = {}
+
 --- The causes liveness and the respawn path give, and their codes.
-local CODE_OF = {respawned = "r", ["crashed while starting"] = "s", ["its process is gone"] = "g"}
-local CAUSE_OF = {r = "respawned", s = "crashed while starting", g = "its process is gone"}
+local CODE_OF = { respawned = "r", ["crashed while starting"] = "s", ["its process is gone"] = "g" }
+local CAUSE_OF = { r = "respawned", s = "crashed while starting", g = "its process is gone" }
+
 --- "no heartbeat for 15.5s" is stored as "h15.5".
 local function encode_cause(cause)
     local code = CODE_OF[cause]
@@ -20,28 +30,32 @@ local function encode_cause(cause)
     local late = string.match(cause, "^no heartbeat for (%S+)s$")
     return late ~= nil and "h" .. late or "?"
 end
+
 local function decode_cause(code)
     local cause = CAUSE_OF[code]
     if cause ~= nil then
         return cause
     end
     local late = string.match(code, "^h(.+)$")
-    return late ~= nil and ("no heartbeat for " .. late) .. "s" or "unknown"
+    return late ~= nil and "no heartbeat for " .. late .. "s" or "unknown"
 end
+
 --- Counts the crash of worker `pid` of generation `g`, found at `now`.
 local function note(dict, g, pid, slot, cause, now)
     add(dict, keys.CRASHES, 1)
     write(
         dict,
         keys.LAST_CRASH,
-        (((((tostring(g) .. " ") .. tostring(slot)) .. " ") .. to_hex_ms(now)) .. " ") .. encode_cause(cause),
+        tostring(g) .. " " .. tostring(slot) .. " " .. to_hex_ms(now) .. " " .. encode_cause(cause),
         pid
     )
 end
+
 --- Crashes counted since the node started.
 local function count(dict)
     return read_number(dict, keys.CRASHES) or 0
 end
+
 --- The last crash, nil if none (or its entry is unreadable).
 local function last(dict)
     local value, pid = dict:get(keys.LAST_CRASH)
@@ -53,14 +67,16 @@ local function last(dict)
         return nil
     end
     return {
-        id = (g .. "-") .. tostring(pid),
+        id = g .. "-" .. tostring(pid),
         pid = pid,
         slot = tonumber(slot) or 0,
         at = from_hex_ms(at) or 0,
-        cause = decode_cause(code or "")
+        cause = decode_cause(code or ""),
     }
 end
-____exports.note = note
-____exports.count = count
-____exports.last = last
-return ____exports
+
+_M.note = note
+_M.count = count
+_M.last = last
+
+return _M

@@ -22,9 +22,7 @@ import { pause, upgrading_from_old_master } from "./host";
 // Declared once, in the module's published declarations.
 import type { ExitReason } from "resty.worker.manager";
 
-const now = ngx.now;
-const update_time = ngx.update_time;
-const sleep = ngx.sleep;
+const [now, update_time, sleep] = [ngx.now, ngx.update_time, ngx.sleep];
 
 /** Steps of the wait for the listening sockets to close (seconds). */
 const FIRST_STEP = 0.005;
@@ -112,7 +110,10 @@ function closed_now(dict: NgxSharedDict, g: number): boolean | undefined {
         return undefined;
     }
     const open = listeners.open_anywhere(inodes);
-    return open === undefined ? undefined : !open;
+    if (open === undefined) {
+        return undefined;
+    }
+    return !open;
 }
 
 export { find, agree, closed_now };

@@ -36,8 +36,10 @@ interface Shmtx {
     semaphore: number;
 }
 
-// Each declaration on its own: another module may have declared the same
-// function already, and LuaJIT refuses a second declaration of a name.
+// Each declaration on its own and protected: LuaJIT ignores a function or
+// variable declared again (even with another signature), but refuses a
+// struct defined again ("attempt to redefine"), and one failed cdef must not
+// cost the others.
 pcall(ffi.cdef, "int usleep(unsigned int usec);");
 pcall(ffi.cdef, "int kill(int pid, int sig);");
 pcall(ffi.cdef, "int getppid(void);");
@@ -87,14 +89,22 @@ function proc_state(pid: number): string | undefined {
     return state;
 }
 
-/** The parent of process `pid` (/proc), nil where unreadable. */
-function parent_of(pid: number): number | undefined {
-    const text = read_file("/proc/" + pid + "/stat");
+/** The number `pattern` captures in file `path` (/proc), nil where unreadable. */
+function number_in(path: string, pattern: string): number | undefined {
+    const text = read_file(path);
     if (text === undefined) {
         return undefined;
     }
-    const [ppid] = string.match(text, "^%d+ %b() %a (%d+)");
-    return ppid !== undefined ? tonumber(ppid) : undefined;
+    const [digits] = string.match(text, pattern);
+    if (digits === undefined) {
+        return undefined;
+    }
+    return tonumber(digits);
+}
+
+/** The parent of process `pid` (/proc), nil where unreadable. */
+function parent_of(pid: number): number | undefined {
+    return number_in("/proc/" + pid + "/stat", "^%d+ %b() %a (%d+)");
 }
 
 /** True when process `pid` is an nginx master (by the title nginx gives it), false where unreadable. */
@@ -195,12 +205,7 @@ function free_dead_shm_mutex(dict: NgxSharedDict): void {
 
 /** How many descriptors this process's fd table has room for (Linux), nil where unknown. */
 function fd_table_size(): number | undefined {
-    const text = read_file("/proc/self/status");
-    if (text === undefined) {
-        return undefined;
-    }
-    const [size] = string.match(text, "\nFDSize:%s*(%d+)");
-    return size !== undefined ? tonumber(size) : undefined;
+    return number_in("/proc/self/status", "\nFDSize:%s*(%d+)");
 }
 
 /** The inode of the socket on descriptor `fd` if it listens (accepts connections), else nil. */
@@ -230,7 +235,10 @@ function read_terminate_flag(): number {
  */
 function terminating(): boolean | undefined {
     const [ok, flag] = pcall(read_terminate_flag);
-    return ok ? flag !== 0 : undefined;
+    if (!ok) {
+        return undefined;
+    }
+    return flag !== 0;
 }
 
 function read_test_flag(): number {

@@ -6,6 +6,11 @@
 
 const PREFIX = "lua-resty-worker-manager:";
 
+/** The keys of a kind named by a string (a singleton's name, a fleet member): PREFIX, `tag`, the name. */
+function keyed(tag: string): (this: void, name: string) => string {
+    return (name) => PREFIX + tag + name;
+}
+
 /** The node lock; resty.lock users may take it too (add with expiry, delete). */
 const LOCK = PREFIX + "lock";
 /** Highest generation number handed out (incremented in init_by_lua). */
@@ -104,19 +109,13 @@ const RESUME = PREFIX + "resume";
  */
 
 /** Who holds the name: "<gen> <slot> <token> <since> <state>", the holder's pid as flags. */
-function holder(name: string): string {
-    return PREFIX + "sh:" + name;
-}
+const holder = keyed("sh:");
 
 /** The name's last token handed out (1 for its first holding). */
-function token(name: string): string {
-    return PREFIX + "st:" + name;
-}
+const token = keyed("st:");
 
 /** The newest generation whose workers registered the name: the job belongs there. */
-function registered(name: string): string {
-    return PREFIX + "sr:" + name;
-}
+const registered = keyed("sr:");
 
 /** Every name registered in the node, "\n"-separated and framed ("\na\nb\n"), for status() and drops. */
 const NAMES = PREFIX + "s:names";
@@ -127,48 +126,42 @@ const EPOCH = PREFIX + "s:epoch";
  * The fleet (cluster/fleet.ts): what this node knows of it, kept in shm so
  * that the agent can move to another worker or generation and go on.
  */
-
-/** This node's incarnation: set once per node start (a new shm). */
-const FLEET_INCARNATION = PREFIX + "f:incarnation";
-/** The fleet id of the Redis this node last talked to. */
-const FLEET_ID = PREFIX + "f:fleet";
-/** The id of the last event of the fleet's stream this node ran. */
-const FLEET_CURSOR = PREFIX + "f:cursor";
-/** The members as last seen: one "node incarnation started gen workers seen ttl" line each. */
-const FLEET_VIEW = PREFIX + "f:view";
-/** Since when Redis cannot be reached (absent while it can): one error per outage. */
-const FLEET_OUTAGE = PREFIX + "f:outage";
-/** Set once the node's leave was written to Redis on its stop. */
-const FLEET_LEFT = PREFIX + "f:left";
+const FLEET = {
+    /** This node's incarnation: set once per node start (a new shm). */
+    incarnation: PREFIX + "f:incarnation",
+    /** The fleet id of the Redis this node last talked to. */
+    id: PREFIX + "f:fleet",
+    /** The id of the last event of the fleet's stream this node ran. */
+    cursor: PREFIX + "f:cursor",
+    /** The members as last seen: one "node incarnation started gen workers seen ttl" line each. */
+    view: PREFIX + "f:view",
+    /** Since when Redis cannot be reached (absent while it can): one error per outage. */
+    outage: PREFIX + "f:outage",
+    /** Set once the node's leave was written to Redis on its stop. */
+    left: PREFIX + "f:left",
+    /** The highest cluster singleton token the node saw: the floor the next presence raises Redis's counter to. */
+    token_max: PREFIX + "f:token",
+};
 
 /**
  * What this node last ran for member `node`: "<incarnation> in" after its
  * join, "<incarnation> out" after its leave; a repeat of either (a write
  * a Redis failover lost, written again) is not run twice.
  */
-function fleet_member(node: string): string {
-    return PREFIX + "f:member:" + node;
-}
+const fleet_member = keyed("f:member:");
 
 /**
  * Event `id` of the fleet's stream is being run or was run by an agent of
  * this node: a second agent (a stalled one that resumed beside its
  * successor) skips it. Kept a minute.
  */
-function fleet_ran(id: string): string {
-    return PREFIX + "f:ran:" + id;
-}
-
-/** The highest token of any cluster singleton this node saw: its presence raises the fleet's counter to it. */
-const FLEET_TOKEN_MAX = PREFIX + "f:token";
+const fleet_ran = keyed("f:ran:");
 
 /** The highest token of cluster singleton `name` this node saw: the floor of its next one. */
-function fleet_seen(name: string): string {
-    return PREFIX + "f:seen:" + name;
-}
+const fleet_seen = keyed("f:seen:");
 
 export {
-    FLEET_INCARNATION, FLEET_ID, FLEET_CURSOR, FLEET_VIEW, FLEET_OUTAGE, FLEET_LEFT, FLEET_TOKEN_MAX, fleet_seen, fleet_member, fleet_ran,
+    FLEET, fleet_seen, fleet_member, fleet_ran,
     holder, token, registered, NAMES, EPOCH,
     LOCK, TOP, LOW, ENDED, CRASHES, LAST_CRASH, RESUME, gen, live, arrived, size, arrival, slot, replaced, stalled,
     closing, listeners, idle,

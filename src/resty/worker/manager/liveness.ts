@@ -6,11 +6,10 @@
  */
 
 import * as registry from "./registry";
-import * as crash_record from "./crash_record";
 import * as holding from "./holding";
 import { pid_alive } from "./host";
-import { run } from "./callbacks";
 import type { Callback } from "resty.worker.manager";
+import { announce_crash, report_replaced, end_with_master_exit } from "./reports";
 import { log } from "./log";
 
 const ERR = ngx.ERR;
@@ -30,7 +29,7 @@ interface Finder {
     /** Seconds after its last heartbeat at which a worker counts as dead. */
     overdue: number;
     /** Seconds a generation may go without a worker before it counts as rolled back. */
-    grace: number;
+    failed: number;
     /** The finder exits because the node stops: nginx respawns nothing now. */
     stopping: boolean;
     on_crash: Callback | undefined;
@@ -70,6 +69,38 @@ function suspect_at(dict: NgxSharedDict, finder: Finder, g: number, s: number, n
     }
 }
 
+/** The pids among `pids` whose process still runs. */
+function alive(pids: number[]): number[] {
+    const running: number[] = [];
+    for (const pid of pids) {
+        if (pid_alive(pid)) {
+            running.push(pid);
+        }
+    }
+    return running;
+}
+
+/**
+ * Generation `g` is over and may get its master exit: none of its workers is
+ * counted, none is still starting (a worker killed while it waited for the
+ * lock is not), and none dropped for a late heartbeat still runs (a busy
+ * worker must not see its generation's master exit before its own exit).
+ * An idle generation (registry.suspend) is over only once a newer one got a
+ * worker, or when the node stops (`stopping`): until then nginx's master
+ * may start its workers again.
+ */
+function over(dict: NgxSharedDict, g: number, stopping: boolean): boolean {
+    return registry.emptied(dict, g)
+        && (stopping || !registry.idle(dict, g) || registry.superseded(dict, g))
+        && alive(registry.starting(dict, g)).length === 0 && alive(registry.stalled(dict, g)).length === 0;
+}
+
+/** The process marked as running the master exit of `g` died before it finished. */
+function cut_short(dict: NgxSharedDict, g: number): boolean {
+    const [pid] = registry.closer(dict, g);
+    return pid !== undefined && !pid_alive(pid);
+}
+
 /**
  * One heartbeat's look around, without the lock: in every generation, the
  * slot `turn` places after the finder's own (so all slots are covered within
@@ -81,9 +112,9 @@ function look(dict: NgxSharedDict, finder: Finder, own_gen: number, own_slot: nu
     const found: Suspect[] = [];
     let closing = false;
     const [low, top] = registry.span(dict);
-    const newest = registry.newest(dict, now, finder.grace);
+    const newest = registry.newest(dict, now, finder.failed);
     for (const g of $range(low, top)) {
-        if (registry.rolled_back(dict, g, now, finder.grace) || (g !== newest && closable(dict, g, finder.stopping))
+        if (registry.rolled_back(dict, g, now, finder.failed) || (g !== newest && over(dict, g, finder.stopping))
             || cut_short(dict, g)) {
             closing = true;
         }
@@ -108,84 +139,14 @@ function look_in(dict: NgxSharedDict, finder: Finder, g: number, now: number): S
     return found;
 }
 
-/** The pids among `pids` whose process still runs. */
-function alive(pids: number[]): number[] {
-    const running: number[] = [];
-    for (const pid of pids) {
-        if (pid_alive(pid)) {
-            running.push(pid);
-        }
-    }
-    return running;
-}
-
-/**
- * Generation `g` is over and may get its master exit: none of its workers is
- * counted, none is still starting (a worker killed while it waited for the
- * lock is not), and none dropped for a late heartbeat still runs (a busy
- * worker must not see its generation's master exit before its own exit).
- * An idle generation (registry.suspend) is over only once a newer one got a
- * worker, or when the node stops (`stopping`): until then nginx's master
- * may start its workers again.
- */
-function closable(dict: NgxSharedDict, g: number, stopping: boolean): boolean {
-    return registry.finished(dict, g)
-        && (stopping || !registry.idle(dict, g) || registry.superseded(dict, g))
-        && alive(registry.starting(dict, g)).length === 0 && alive(registry.stalled(dict, g)).length === 0;
-}
-
 /**
  * A worker found dead, or dropped for an overdue heartbeat, loses the
  * singletons it held: they are free at once for the other workers.
  */
 function free_singletons(dict: NgxSharedDict, g: number, pid: number, why: string): void {
-    for (const { name, token } of holding.release_worker(dict, pid)) {
-        log(NOTICE, "singleton '", name, "' (token ", token, ") of worker ", g, "-", pid, " is free again: its ",
-            "holder ", why);
-    }
-}
-
-/**
- * What follows every crash found, once it was logged: counted for status(),
- * then the crash callback with the dead worker's id and the counts left.
- */
-function announce_crash(dict: NgxSharedDict, on_crash: Callback | undefined, grace: number, g: number,
-                        pid: number, slot: number, cause: string, left: number, now: number): void {
-    const id = g + "-" + pid;
-    crash_record.note(dict, g, pid, slot, cause, now);
-    const [n_prev, n_next] = registry.neighbours(dict, g, now, grace);
-    run("crash", on_crash, id, n_prev, left, n_next);
-}
-
-/**
- * Runs the master exit of generation `g`, whose last worker is gone, in
- * process `pid`, then forgets the generation. The closing mark lets others
- * tell a death before the callback (run it again) from one inside it (not).
- */
-function end_with_master_exit(dict: NgxSharedDict, master_exit: Callback | undefined, g: number, pid: number,
-                              now: number, grace: number): void {
-    const [n_prev, n_next] = registry.neighbours(dict, g, now, grace);
-    registry.begin_close(dict, g, pid);
-    run("master exit", master_exit, g, n_prev, 0, n_next, () => registry.enter_close(dict, g, pid));
-    registry.end_generation(dict, g);
-}
-
-/**
- * Reports the dead workers of slot `s` of `g` that a respawned worker dropped
- * (registry.replace_dead) but has not reported yet, oldest first; `extra`
- * is one whose report could not be queued (shm full).
- */
-function report_replaced(dict: NgxSharedDict, on_crash: Callback | undefined, grace: number, g: number, s: number,
-                         now: number, extra?: { dead: number; by: number }): void {
-    const reports = registry.take_replaced(dict, g, s);
-    if (extra !== undefined) {
-        reports.push(extra);
-    }
-    for (const { dead, by } of reports) {
-        const left = registry.count(dict, g);
-        log(ERR, "worker ", g, "-", dead, " (pid ", dead, ", slot ", s, ") crashed: nginx respawned its slot as ",
-            g, "-", by, "; dropped from the counts, ", left, " left in generation ", g);
-        announce_crash(dict, on_crash, grace, g, dead, s, "respawned", left, now);
+    for (const freed of holding.release_worker(dict, pid)) {
+        log(NOTICE, "singleton '", freed.name, "' (token ", freed.token, ") of worker ", g, "-", pid,
+            " is free again: its holder ", why);
     }
 }
 
@@ -200,13 +161,7 @@ function close(dict: NgxSharedDict, finder: Finder, g: number, now: number): voi
     } else {
         log(NOTICE, "generation ", g, " lost its last worker without an exit; running its master exit here");
     }
-    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.grace);
-}
-
-/** The process marked as running the master exit of `g` died before it finished. */
-function cut_short(dict: NgxSharedDict, g: number): boolean {
-    const [pid] = registry.closer(dict, g);
-    return pid !== undefined && !pid_alive(pid);
+    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.failed);
 }
 
 /**
@@ -224,7 +179,7 @@ function finish_cut_short(dict: NgxSharedDict, finder: Finder, g: number, now: n
     log(NOTICE, "generation ", g, " lost its last worker (pid ", pid, ") as it was about to run the master exit; ",
         "running its master exit here");
     registry.reopen(dict, g);
-    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.grace);
+    end_with_master_exit(dict, finder.master_exit, g, finder.pid, now, finder.failed);
 }
 
 /**
@@ -235,8 +190,8 @@ function finish_cut_short(dict: NgxSharedDict, finder: Finder, g: number, now: n
  * rolled-back reloads.
  */
 function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: number, own?: number): void {
-    registry.sweep(dict, now, finder.grace);
-    const newest = registry.newest(dict, now, finder.grace);
+    registry.sweep(dict, now, finder.failed);
+    const newest = registry.newest(dict, now, finder.failed);
     for (const x of suspects) {
         const [pid, beat] = registry.occupant(dict, x.gen, x.slot);
         const respawnable = x.gen === newest && !finder.stopping;
@@ -247,20 +202,20 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
                 log(ERR, "worker ", x.gen, "-", x.pid, " (pid ", x.pid, ", slot ", x.slot, ") crashed: ", x.cause,
                     "; dropped from the counts, ", left, " left in generation ", x.gen);
                 free_singletons(dict, x.gen, x.pid, running ? "stopped beating" : "crashed");
-                announce_crash(dict, finder.on_crash, finder.grace, x.gen, x.pid, x.slot, x.cause, left, now);
+                announce_crash(dict, finder.on_crash, finder.failed, x.gen, x.pid, x.slot, x.cause, left, now);
                 if (!running) {
                     // A respawned worker killed in its own start callback took
                     // its predecessor's report with it; nginx may respawn the
                     // slot no more in this generation (a reload came), so no
                     // successor would ever give it.
-                    report_replaced(dict, finder.on_crash, finder.grace, x.gen, x.slot, now);
+                    report_replaced(dict, finder.on_crash, finder.failed, x.gen, x.slot, now);
                 }
             }
         }
     }
     const [low, top] = registry.span(dict);
     for (const g of $range(low, top)) {
-        if (g !== own && (g !== newest || finder.stopping) && closable(dict, g, finder.stopping)) {
+        if (g !== own && (g !== newest || finder.stopping) && over(dict, g, finder.stopping)) {
             close(dict, finder, g, now);
         } else if (cut_short(dict, g)) {
             finish_cut_short(dict, finder, g, now);
@@ -269,6 +224,6 @@ function settle(dict: NgxSharedDict, finder: Finder, suspects: Suspect[], now: n
 }
 
 export {
-    look, look_in, settle, closable, alive, announce_crash, report_replaced, end_with_master_exit, free_singletons,
+    look, look_in, settle, over, alive, free_singletons,
 };
 export type { Suspect, Finder };

@@ -10,11 +10,8 @@ import { log } from "./log";
 import { LOCK } from "./keys";
 import { pause, pid_alive, free_dead_shm_mutex } from "./host";
 
-const ERR = ngx.ERR;
-const WARN = ngx.WARN;
-const now = ngx.now;
-const update_time = ngx.update_time;
-const sleep = ngx.sleep;
+const [ERR, WARN, NOTICE] = [ngx.ERR, ngx.WARN, ngx.NOTICE];
+const [now, update_time, sleep] = [ngx.now, ngx.update_time, ngx.sleep];
 const worker_pid = ngx.worker.pid;
 
 /** Seconds a hold lasts unless renewed: a hung holder cannot block the node forever. */
@@ -56,82 +53,108 @@ function holder_pid(holder: unknown): number | undefined {
         return undefined;
     }
     const [digits] = string.match(holder, "^(%d+):");
-    return digits !== undefined ? tonumber(digits) : undefined;
+    if (digits === undefined) {
+        return undefined;
+    }
+    return tonumber(digits);
+}
+
+/** The holder a waiter last looked at, and when it last asked whether it lives. */
+interface Watch {
+    holder: unknown;
+    checked_at: number;
 }
 
 /**
- * Takes the lock, waiting at most `max_wait` seconds; nil when that ran out.
+ * Deletes the hold of a holder that died without releasing (kill -9,
+ * segfault): its pid is gone, so waiting for the expiry would only stall the
+ * node. True when the caller should try to take the lock again at once.
+ */
+function take_over_if_dead(dict: NgxSharedDict, watch: Watch): boolean {
+    const [holder] = dict.get(LOCK);
+    // Whether the holder lives is asked when a hold is first seen, then
+    // every CHECK_HOLDER_AFTER: it costs a syscall and a /proc read, and
+    // dozens of workers starting at once would otherwise ask it at every
+    // step of their wait.
+    const t = now();
+    if (holder === watch.holder && t - watch.checked_at < CHECK_HOLDER_AFTER) {
+        return false;
+    }
+    watch.holder = holder;
+    watch.checked_at = t;
+    const pid = holder_pid(holder);
+    if (pid === undefined || pid_alive(pid)) {
+        return false;
+    }
+    // Of several waiters only the one that marks this dead hold first
+    // deletes it; the others could delete the winner's new hold. A dead hold
+    // about to expire is left to expire: between our read and our delete it
+    // could expire and be retaken by someone else. (A marker that finds no
+    // room in a full zone is a takeover not tried: the hold expires.)
+    const [won] = dict.safe_add(LOCK + ":takeover:" + (holder as string), true, EXPTIME);
+    const [left] = dict.ttl(LOCK);
+    if (!won || left === undefined || left <= TAKEOVER_MARGIN) {
+        return false;
+    }
+    const [again] = dict.get(LOCK);
+    if (again === holder) {
+        dict.delete(LOCK);
+        log(WARN, "took over the node lock from dead process ", pid);
+    }
+    return true;
+}
+
+/** Waits one step between two tries; the next step's length. */
+function wait_a_step(dict: NgxSharedDict, can_yield: boolean, step: number): number {
+    if (can_yield) {
+        sleep(YIELD_STEP);
+    } else {
+        pause(step);
+        // Where this process cannot yield it may be the master in
+        // init_by_lua, which a dead process's hold of the zone would
+        // block for good (see free_dead_shm_mutex).
+        free_dead_shm_mutex(dict);
+    }
+    return math.min(step * 2, MAX_STEP);
+}
+
+/**
+ * Takes the lock, waiting at most `max_wait` seconds: the hold, or nil and
+ * "timeout" when the wait ran out, or nil and the shm's error (logged).
  * With `can_yield` (timer or request context) it waits with ngx.sleep,
  * otherwise it blocks the process in short steps; either way it refreshes
  * nginx's cached clock, which shm expiry is judged by.
  */
-function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number): Hold | undefined {
+function try_acquire(
+    dict: NgxSharedDict, can_yield: boolean, max_wait: number,
+): LuaMultiReturn<[Hold, undefined] | [undefined, string]> {
     taken = taken + 1;
     const token = worker_pid() + ":" + taken;
     update_time();
     const deadline = now() + max_wait;
+    const watch: Watch = { holder: undefined, checked_at: now() };
     let step = FIRST_STEP;
     let reserve = true;
-    let watched: unknown = undefined;
-    let checked_at = now();
     while (true) {
         const [ok, err] = dict.safe_add(LOCK, token, EXPTIME);
         if (ok) {
             current = token;
-            return token;
+            return $multi(token, undefined);
         }
         if (err === "no memory" && reserve) {
+            // the zone is full: free the reserve's room and try again at once
             reserve = false;
             dict.delete(RESERVE);
-            continue;
-        }
-        if (err !== "exists") {
+        } else if (err !== "exists") {
             log(ERR, "cannot take the node lock '", LOCK, "': ", err, "; going on without it");
-            return UNLOCKED;
-        }
-        const [holder] = dict.get(LOCK);
-        // Whether the holder lives is asked when a hold is first seen, then
-        // every CHECK_HOLDER_AFTER: it costs a syscall and a /proc read, and
-        // dozens of workers starting at once would otherwise ask it at every
-        // step of their wait.
-        let pid: number | undefined = undefined;
-        if (holder !== watched || now() - checked_at >= CHECK_HOLDER_AFTER) {
-            watched = holder;
-            checked_at = now();
-            pid = holder_pid(holder);
-        }
-        if (pid !== undefined && !pid_alive(pid)) {
-            // The holder died without releasing (kill -9, segfault): its pid is
-            // gone, so waiting for the expiry would only stall the node. Of
-            // several waiters only the one that marks this dead hold first
-            // deletes it; the others could delete the winner's new hold.
-            // A dead hold about to expire is left to expire: between our read
-            // and our delete it could expire and be retaken by someone else.
-            const [won] = dict.safe_add(LOCK + ":takeover:" + (holder as string), true, EXPTIME);
-            const [left] = dict.ttl(LOCK);
-            if (won && left !== undefined && left > TAKEOVER_MARGIN) {
-                const [again] = dict.get(LOCK);
-                if (again === holder) {
-                    dict.delete(LOCK);
-                    log(WARN, "took over the node lock from dead process ", pid);
-                }
-                continue;
+            return $multi(undefined, err ?? "unknown error");
+        } else if (!take_over_if_dead(dict, watch)) {
+            update_time();
+            if (now() >= deadline) {
+                return $multi(undefined, "timeout");
             }
+            step = wait_a_step(dict, can_yield, step);
         }
-        update_time();
-        if (now() >= deadline) {
-            return undefined;
-        }
-        if (can_yield) {
-            sleep(YIELD_STEP);
-        } else {
-            pause(step);
-            // Where this process cannot yield it may be the master in
-            // init_by_lua, which a dead process's hold of the zone would
-            // block for good (see free_dead_shm_mutex).
-            free_dead_shm_mutex(dict);
-        }
-        step = math.min(step * 2, MAX_STEP);
     }
 }
 
@@ -140,13 +163,15 @@ function try_acquire(dict: NgxSharedDict, can_yield: boolean, max_wait: number):
  * it goes on unlocked and says so).
  */
 function acquire(dict: NgxSharedDict, can_yield: boolean): Hold {
-    const hold = try_acquire(dict, can_yield, MAX_WAIT);
-    if (hold === undefined) {
+    const [hold, err] = try_acquire(dict, can_yield, MAX_WAIT);
+    if (hold !== undefined) {
+        return hold;
+    }
+    if (err === "timeout") {
         const [holder] = dict.get(LOCK);
         log(ERR, "waited ", MAX_WAIT, "s for the node lock held by '", tostring(holder), "'; going on without it");
-        return UNLOCKED;
     }
-    return hold;
+    return UNLOCKED;
 }
 
 /** True while this process holds the lock (inside a callback, say). */
@@ -170,7 +195,11 @@ function renew(dict: NgxSharedDict, hold: Hold, can_yield: boolean): Hold {
     }
     const [holder] = dict.get(LOCK);
     if (holder === hold) {
-        dict.safe_set(LOCK, hold, EXPTIME);
+        // the same value again: written in place, so only a wrong zone fails
+        const [ok, err] = dict.safe_set(LOCK, hold, EXPTIME);
+        if (!ok) {
+            log(ERR, "cannot renew the node lock '", LOCK, "': ", err, "; it expires ", EXPTIME, "s after it was taken");
+        }
         return hold;
     }
     current = undefined;
@@ -179,9 +208,16 @@ function renew(dict: NgxSharedDict, hold: Hold, can_yield: boolean): Hold {
     return acquire(dict, can_yield);
 }
 
-/** Puts the reserve back (or keeps it): the room the lock key just freed, at least. */
+/**
+ * Puts the reserve back (or keeps it) in the room the lock key just freed.
+ * Another process may take that room first in a full zone: then the next
+ * take of the lock in a full zone fails, and says so.
+ */
 function keep_reserve(dict: NgxSharedDict): void {
-    dict.safe_add(RESERVE, true);
+    const [ok, err] = dict.safe_add(RESERVE, true);
+    if (!ok && err !== "exists") {
+        log(NOTICE, "the node lock's reserve key '", RESERVE, "' is not back: ", err);
+    }
 }
 
 /** Releases the lock if, and only if, it is still this hold. */

@@ -13,6 +13,14 @@
  *
  * A counted worker has that one key, which also holds its heartbeat and
  * start time (record.ts).
+ *
+ * One word for each stage of a generation `g`, in order: `recorded` (its
+ * master start wrote its keys), `active` (it has workers, or may still get
+ * one: `failed` seconds after its master start), `emptied` (it had workers
+ * and none is counted now), `over` (emptied, and none of its processes runs:
+ * it may get its master exit; liveness.ts), `ended` (its master exit ran and
+ * its keys are gone). `rolled_back`: recorded, never active (nginx kept the
+ * old configuration).
  */
 
 import * as keys from "./keys";
@@ -57,7 +65,7 @@ function arrive(dict: NgxSharedDict, g: number, s: number, pid: number, workers:
     return undefined;
 }
 
-function has_generation(dict: NgxSharedDict, g: number): boolean {
+function recorded(dict: NgxSharedDict, g: number): boolean {
     return read_number(dict, keys.gen(g)) !== undefined;
 }
 
@@ -73,13 +81,13 @@ function slots(dict: NgxSharedDict, g: number): number {
 
 /**
  * True while fewer workers of `g` reached init_worker than it has slots, and
- * `g` is younger than `grace` seconds: nginx forks a generation's workers
+ * `g` is younger than `failed` seconds: nginx forks a generation's workers
  * together, so only then may a missing one still come (one whose code before
  * this module's hook failed never will).
  */
-function unarrived(dict: NgxSharedDict, g: number, now: number, grace: number): boolean {
+function unarrived(dict: NgxSharedDict, g: number, now: number, failed: number): boolean {
     const started = read_number(dict, keys.gen(g));
-    return started !== undefined && now - started < grace && (read_number(dict, keys.arrived(g)) ?? 0) < slots(dict, g);
+    return started !== undefined && now - started < failed && (read_number(dict, keys.arrived(g)) ?? 0) < slots(dict, g);
 }
 
 /** Pids of `g` that arrived but are not counted: starting (or died while starting). */
@@ -138,7 +146,7 @@ function note_ended(dict: NgxSharedDict, g: number): void {
  * forked it, but slow user code held it back) must not bring it back.
  */
 function ended(dict: NgxSharedDict, g: number): boolean {
-    if (has_generation(dict, g)) {
+    if (recorded(dict, g)) {
         return false;
     }
     const [newest, mask] = ended_set(dict);
@@ -146,6 +154,23 @@ function ended(dict: NgxSharedDict, g: number): boolean {
         return false;
     }
     return g === newest || (newest - g <= ENDED_SPAN && bit_set(mask, newest - g - 1));
+}
+
+/** Deletes every key of generation `g`. */
+function forget(dict: NgxSharedDict, g: number): void {
+    for (const s of $range(0, slots(dict, g) - 1)) {
+        remove(dict, keys.slot(g, s));
+        remove(dict, keys.arrival(g, s));
+        remove(dict, keys.stalled(g, s));
+        remove(dict, keys.replaced(g, s));
+    }
+    remove(dict, keys.size(g));
+    remove(dict, keys.arrived(g));
+    remove(dict, keys.closing(g));
+    remove(dict, keys.listeners(g));
+    remove(dict, keys.idle(g));
+    remove(dict, keys.live(g));
+    remove(dict, keys.gen(g));
 }
 
 /**
@@ -158,7 +183,7 @@ function ended(dict: NgxSharedDict, g: number): boolean {
 function register(dict: NgxSharedDict, g: number, s: number, pid: number, workers: number,
                   now: number): LuaMultiReturn<[number | undefined, number | undefined, boolean]> {
     const previous = counted_pid(dict, g, s);
-    if (!has_generation(dict, g)) {
+    if (!recorded(dict, g)) {
         if (ended(dict, g)) {
             // Its siblings exited and ran its master exit before this worker
             // got here: what arrive() wrote goes, and nothing is counted.
@@ -186,7 +211,10 @@ function register(dict: NgxSharedDict, g: number, s: number, pid: number, worker
     // A worker of an idle generation: nginx went on with it (a respawn, a rollback).
     remove(dict, keys.idle(g));
     const mine = add(dict, keys.live(g), 1) ?? 1;
-    return $multi(mine, previous !== pid ? previous : undefined, true);
+    if (previous === pid) {
+        return $multi(mine, undefined, true);
+    }
+    return $multi(mine, previous, true);
 }
 
 /**
@@ -243,6 +271,11 @@ function uncount(dict: NgxSharedDict, g: number, s: number, pid: number,
     return $multi(true, add(dict, keys.live(g), -1) ?? 0);
 }
 
+/** The worker of slot `s` dropped while its process still ran (see uncount), and when it started. */
+function stalled_at(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
+    return record.get_stalled(dict, keys.stalled(g, s));
+}
+
 /**
  * Puts back what a live, counted-to-be worker needs in the shm: its slot
  * after it was dropped by mistake (it stalled, then beat again), or its whole
@@ -260,7 +293,7 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
     if ((read_number(dict, keys.LOW) ?? g + 1) > g) {
         write(dict, keys.LOW, g);
     }
-    if (!has_generation(dict, g) && write(dict, keys.gen(g), now)) {
+    if (!recorded(dict, g) && write(dict, keys.gen(g), now)) {
         write(dict, keys.size(g), workers);
         // A live worker of it is here: it surely got all its workers.
         if ((read_number(dict, keys.arrived(g)) ?? 0) < workers) {
@@ -282,11 +315,6 @@ function restore(dict: NgxSharedDict, g: number, s: number, pid: number, workers
         return $multi(restored, true);
     }
     return $multi(restored, false);
-}
-
-/** The worker of slot `s` dropped while its process still ran (see uncount), and when it started. */
-function stalled_at(dict: NgxSharedDict, g: number, s: number): LuaMultiReturn<[number | undefined, number | undefined]> {
-    return record.get_stalled(dict, keys.stalled(g, s));
 }
 
 /** The pids of `g` dropped while their process still ran (see uncount). */
@@ -323,22 +351,6 @@ function heartbeat(dict: NgxSharedDict, g: number, s: number, pid: number, now: 
     record.beat(dict, keys.slot(g, s), pid, now);
 }
 
-function forget(dict: NgxSharedDict, g: number): void {
-    for (const s of $range(0, slots(dict, g) - 1)) {
-        remove(dict, keys.slot(g, s));
-        remove(dict, keys.arrival(g, s));
-        remove(dict, keys.stalled(g, s));
-        remove(dict, keys.replaced(g, s));
-    }
-    remove(dict, keys.size(g));
-    remove(dict, keys.arrived(g));
-    remove(dict, keys.closing(g));
-    remove(dict, keys.listeners(g));
-    remove(dict, keys.idle(g));
-    remove(dict, keys.live(g));
-    remove(dict, keys.gen(g));
-}
-
 /** The range of generations that may have records: LOW..TOP. */
 function span(dict: NgxSharedDict): LuaMultiReturn<[number, number]> {
     const top = read_number(dict, keys.TOP) ?? 0;
@@ -349,7 +361,7 @@ function span(dict: NgxSharedDict): LuaMultiReturn<[number, number]> {
 function advance_low(dict: NgxSharedDict): void {
     const [start, top] = span(dict);
     let low = start;
-    while (low < top && !has_generation(dict, low) && count(dict, low) <= 0) {
+    while (low < top && !recorded(dict, low) && count(dict, low) <= 0) {
         low = low + 1;
     }
     if (low !== start) {
@@ -359,10 +371,10 @@ function advance_low(dict: NgxSharedDict): void {
 
 /**
  * True once generation `g` had workers and none is counted any more. Whether
- * it is really over also depends on processes still running (liveness.closable).
+ * it is really over also depends on processes still running (liveness.over).
  */
-function finished(dict: NgxSharedDict, g: number): boolean {
-    return has_generation(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0
+function emptied(dict: NgxSharedDict, g: number): boolean {
+    return recorded(dict, g) && (read_number(dict, keys.arrived(g)) ?? 0) > 0 && count(dict, g) <= 0
         && read_number(dict, keys.closing(g)) === undefined;
 }
 
@@ -390,7 +402,7 @@ function closer(dict: NgxSharedDict, g: number): LuaMultiReturn<[number | undefi
     return $multi(math.abs(mark), mark < 0);
 }
 
-/** The closer of `g` died before it entered the master exit: `g` is finished, not closing. */
+/** The closer of `g` died before it entered the master exit: `g` is emptied, not closing. */
 function reopen(dict: NgxSharedDict, g: number): void {
     remove(dict, keys.closing(g));
 }
@@ -424,8 +436,8 @@ function idle(dict: NgxSharedDict, g: number): boolean {
  */
 function superseded(dict: NgxSharedDict, g: number): boolean {
     const [, top] = span(dict);
-    for (const h of $range(g + 1, top)) {
-        if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0 || ended(dict, h)) {
+    for (const newer of $range(g + 1, top)) {
+        if (count(dict, newer) > 0 || (read_number(dict, keys.arrived(newer)) ?? 0) > 0 || ended(dict, newer)) {
             return true;
         }
     }
@@ -440,43 +452,43 @@ function end_generation(dict: NgxSharedDict, g: number): void {
 }
 
 /**
- * A generation "exists" while it has counted or arriving workers, or, without
- * any, for `grace` seconds after its master start: a reload that nginx rolled
- * back after init_by_lua ran never gets a worker and stops existing then.
+ * A generation is active while it has counted or arriving workers, or, without
+ * any, for `failed` seconds after its master start: a reload that nginx rolled
+ * back after init_by_lua ran never gets a worker and stops being active then.
  */
-function exists(dict: NgxSharedDict, h: number, now: number, grace: number): boolean {
-    if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
+function active(dict: NgxSharedDict, g: number, now: number, failed: number): boolean {
+    if (count(dict, g) > 0 || (read_number(dict, keys.arrived(g)) ?? 0) > 0) {
         return true;
     }
-    const started = read_number(dict, keys.gen(h));
-    return started !== undefined && now - started < grace;
+    const started = read_number(dict, keys.gen(g));
+    return started !== undefined && now - started < failed;
 }
 
 /** The newest generation that exists, nil if none. */
-function newest(dict: NgxSharedDict, now: number, grace: number): number | undefined {
+function newest(dict: NgxSharedDict, now: number, failed: number): number | undefined {
     const [low, top] = span(dict);
-    let h = top;
-    while (h >= low) {
-        if (exists(dict, h, now, grace)) {
-            return h;
+    let g = top;
+    while (g >= low) {
+        if (active(dict, g, now, failed)) {
+            return g;
         }
-        h = h - 1;
+        g = g - 1;
     }
     return undefined;
 }
 
-/** A generation that never got a worker within `grace` seconds of its master start. */
-function rolled_back(dict: NgxSharedDict, h: number, now: number, grace: number): boolean {
-    return has_generation(dict, h) && !exists(dict, h, now, grace);
+/** A generation that never got a worker within `failed` seconds of its master start. */
+function rolled_back(dict: NgxSharedDict, g: number, now: number, failed: number): boolean {
+    return recorded(dict, g) && !active(dict, g, now, failed);
 }
 
-/** Forgets generations that never got a worker within `grace` seconds (rolled-back reloads). */
-function sweep(dict: NgxSharedDict, now: number, grace: number): void {
+/** Forgets generations that never got a worker within `failed` seconds (rolled-back reloads). */
+function sweep(dict: NgxSharedDict, now: number, failed: number): void {
     const [low, top] = span(dict);
     let swept = false;
     for (const h of $range(low, top)) {
-        if (rolled_back(dict, h, now, grace)) {
-            log(NOTICE, "generation ", h, " got no worker within ", grace,
+        if (rolled_back(dict, h, now, failed)) {
+            log(NOTICE, "generation ", h, " got no worker within ", failed,
                 "s of its master start (reload rolled back); it is not counted");
             forget(dict, h);
             swept = true;
@@ -493,32 +505,36 @@ function sweep(dict: NgxSharedDict, now: number, grace: number): void {
  * newer generation exists).
  */
 function neighbours(dict: NgxSharedDict, g: number, now: number,
-                    grace: number): LuaMultiReturn<[number | undefined, number | undefined]> {
+                    failed: number): LuaMultiReturn<[number | undefined, number | undefined]> {
     const [low, top] = span(dict);
     let prev = 0;
     let next: number | undefined = undefined;
-    for (const h of $range(math.min(low, g), math.max(top, g))) {
-        if (h < g) {
-            prev = prev + math.max(count(dict, h), 0);
-        } else if (h > g && exists(dict, h, now, grace)) {
-            next = (next ?? 0) + math.max(count(dict, h), 0);
+    for (const other of $range(math.min(low, g), math.max(top, g))) {
+        if (other < g) {
+            prev = prev + math.max(count(dict, other), 0);
+        } else if (other > g && active(dict, other, now, failed)) {
+            next = (next ?? 0) + math.max(count(dict, other), 0);
         }
     }
-    return $multi(g === 1 ? undefined : prev, next);
+    if (g === 1) {
+        // the first generation of a node has no previous one (nil, not 0)
+        return $multi(undefined, next);
+    }
+    return $multi(prev, next);
 }
 
 /**
  * True while a newer generation has no worker yet but may still get one: an
  * exiting worker that can wait does, so that it tells a reload from a stop.
  */
-function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: number): boolean {
+function newer_undecided(dict: NgxSharedDict, g: number, now: number, failed: number): boolean {
     const [, top] = span(dict);
     let undecided = false;
     for (const h of $range(g + 1, top)) {
         if (count(dict, h) > 0 || (read_number(dict, keys.arrived(h)) ?? 0) > 0) {
             return false;
         }
-        if (exists(dict, h, now, grace)) {
+        if (active(dict, h, now, failed)) {
             undecided = true;
         }
     }
@@ -526,8 +542,8 @@ function newer_undecided(dict: NgxSharedDict, g: number, now: number, grace: num
 }
 
 export {
-    begin_generation, arrive, has_generation, count, unarrived, starting, slots, occupant, ended, register,
+    begin_generation, arrive, recorded, count, unarrived, starting, slots, occupant, ended, register,
     replace_dead, take_replaced, uncount, restore, stalled, clear_uncounted, heartbeat,
-    span, finished, begin_close, enter_close, closer, reopen, end_generation, exists, newest, rolled_back, sweep,
+    span, emptied, begin_close, enter_close, closer, reopen, end_generation, active, newest, rolled_back, sweep,
     neighbours, newer_undecided, note_listeners, listeners, suspend, idle, superseded,
 };

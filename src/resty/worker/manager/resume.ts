@@ -33,11 +33,11 @@ function last_of(dict: NgxSharedDict, config: number): LuaMultiReturn<[number | 
 
 /** The generation a worker of configuration `config` joins now: `config` itself, or the one that carries it since; nil if none runs. */
 function carrier(dict: NgxSharedDict, config: number): number | undefined {
-    if (registry.has_generation(dict, config)) {
+    if (registry.recorded(dict, config)) {
         return config;
     }
     const [last] = last_of(dict, config);
-    return last !== undefined && registry.has_generation(dict, last) ? last : undefined;
+    return last !== undefined && registry.recorded(dict, last) ? last : undefined;
 }
 
 /**
@@ -48,7 +48,7 @@ function carrier(dict: NgxSharedDict, config: number): number | undefined {
  */
 function resumable(dict: NgxSharedDict, config: number): boolean {
     const [last, assumed] = last_of(dict, config);
-    return last !== undefined && assumed && !registry.has_generation(dict, last) && !registry.superseded(dict, last);
+    return last !== undefined && assumed && !registry.recorded(dict, last) && !registry.superseded(dict, last);
 }
 
 /** Opens a new generation to carry configuration `config`; its number, nil if the shm refused. */

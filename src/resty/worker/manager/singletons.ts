@@ -21,13 +21,9 @@ import { log } from "./log";
 import { on_error } from "./callbacks";
 import type { ExitReason, SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
 
-const ERR = ngx.ERR;
-const NOTICE = ngx.NOTICE;
-const now = ngx.now;
-const update_time = ngx.update_time;
-const sleep = ngx.sleep;
-const timer_at = ngx.timer.at;
-const timer_every = ngx.timer.every;
+const [ERR, NOTICE] = [ngx.ERR, ngx.NOTICE];
+const [now, update_time, sleep] = [ngx.now, ngx.update_time, ngx.sleep];
+const [timer_at, timer_every] = [ngx.timer.at, ngx.timer.every];
 const worker_exiting = ngx.worker.exiting;
 
 /** Seconds between two looks at the epoch: how soon a freed job is taken up. */
@@ -35,14 +31,18 @@ const WATCH = 0.01;
 /** Step of an exiting holder's wait for its running start or fn to return. */
 const BUSY_STEP = 0.001;
 
-/** A job registered in this worker. */
-interface Job {
+/** What a singleton is, node or cluster: singleton() gives start and stop, every() fn and interval. */
+interface JobSpec {
     name: string;
     start: SingletonStart | undefined;
     stop: SingletonStop | undefined;
     /** every(): the function run every `interval` seconds while held. */
     fn: SingletonFn | undefined;
     interval: number;
+}
+
+/** A job registered in this worker. */
+interface Job extends JobSpec {
     /** The token of this worker's holding, while it holds the name (or believes it does). */
     token: number | undefined;
     /** Its start (or fn) began: a stop is owed. */
@@ -215,10 +215,13 @@ function after_busy(job: Job): void {
     }
 }
 
-function arm_fn(job: Job, token: number, began: number): void {
+type FnTimer = (this: void, premature: boolean, job: Job, token: number) => void;
+
+/** Arms the timer of the next run of an every() job, `interval` after `began`. */
+function arm(job: Job, token: number, began: number, on_timer: FnTimer): void {
     update_time();
     job.due = began + job.interval;
-    const [ok, err] = timer_at(math.max(0, job.due - now()), on_fn_timer, job, token);
+    const [ok, err] = timer_at(math.max(0, job.due - now()), on_timer, job, token);
     job.armed = ok === true;
     if (!ok) {
         log(ERR, "could not start the timer of singleton '", job.name, "' in worker ", me?.id ?? "?", ": ", err,
@@ -226,11 +229,14 @@ function arm_fn(job: Job, token: number, began: number): void {
     }
 }
 
-/** One run of an every() job, then the next one armed `interval` after this one began. */
-function run_fn(job: Job, token: number): void {
+/**
+ * One run of an every() job: when it began if a next run is due, nil if the
+ * job ended meanwhile or this worker exits.
+ */
+function run_fn(job: Job, token: number): number | undefined {
     const fn = job.fn;
     if (fn === undefined) {
-        return;
+        return undefined;
     }
     update_time();
     const began = now();
@@ -239,19 +245,33 @@ function run_fn(job: Job, token: number): void {
     call("fn", job, token, fn as SingletonStop);
     after_busy(job);
     // (nginx refuses new timers once the worker exits; its exit stops the job)
-    if (job.token === token && !job.stopping && !exiting && !worker_exiting()) {
-        arm_fn(job, token, began);
+    if (job.token !== token || job.stopping || exiting || worker_exiting()) {
+        return undefined;
     }
+    return began;
 }
 
+/** The timer of an every() job: one run, then the next one armed. */
 function on_fn_timer(premature: boolean, job: Job, token: number): void {
     job.armed = false;
     if (premature || exiting) {
         return;
     }
     check_lost();
-    if (job.token === token && !job.stopping && job.pending === undefined && !job.busy) {
-        run_fn(job, token);
+    if (job.token !== token || job.stopping || job.pending !== undefined || job.busy) {
+        return;
+    }
+    const began = run_fn(job, token);
+    if (began !== undefined) {
+        arm(job, token, began, on_fn_timer);
+    }
+}
+
+/** Runs an every() job now and arms its next run. */
+function run_fn_and_arm(job: Job, token: number): void {
+    const began = run_fn(job, token);
+    if (began !== undefined) {
+        arm(job, token, began, on_fn_timer);
     }
 }
 
@@ -266,7 +286,7 @@ function on_start_timer(premature: boolean, job: Job, token: number): void {
         return;
     }
     if (job.fn !== undefined) {
-        run_fn(job, token);
+        run_fn_and_arm(job, token);
         return;
     }
     const start = job.start;
@@ -455,7 +475,7 @@ function on_beat(): void {
         const token = job.token;
         if (token !== undefined && job.fn !== undefined && job.started && !job.armed && !job.busy && !job.stopping
             && job.pending === undefined && !exiting && now() >= job.due) {
-            run_fn(job, token);
+            run_fn_and_arm(job, token);
         }
     }
 }
@@ -511,3 +531,4 @@ function release_for_exit(dict: NgxSharedDict, node_stops: boolean): void {
 }
 
 export { attach, has, add, holds, keeps, check_lost, on_beat, stop_for_exit, release_for_exit, WATCH };
+export type { JobSpec };

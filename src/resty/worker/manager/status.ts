@@ -13,9 +13,7 @@ import * as holding from "./holding";
 // The shapes are declared once, in the module's published declarations.
 import type { Status, GenerationStatus, SingletonStatus, WorkerStatus } from "resty.worker.manager";
 
-const get_phase = ngx.get_phase;
-const now = ngx.now;
-const update_time = ngx.update_time;
+const [get_phase, now, update_time] = [ngx.get_phase, ngx.now, ngx.update_time];
 
 /** How long status() waits for the lock where it must block the worker to wait. */
 const BLOCKING_WAIT = 0.05;
@@ -61,17 +59,17 @@ function singletons_status(dict: NgxSharedDict): SingletonStatus[] {
     return list;
 }
 
-function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Status {
+function snapshot(dict: NgxSharedDict, failed: number, consistent: boolean): Status {
     update_time();
     const generations: GenerationStatus[] = [];
     const [low, top] = registry.span(dict);
     for (const g of $range(low, top)) {
-        if (registry.has_generation(dict, g)) {
+        if (registry.recorded(dict, g)) {
             generations.push(generation_status(dict, g));
         }
     }
     return {
-        generation: registry.newest(dict, now(), grace),
+        generation: registry.newest(dict, now(), failed),
         generations,
         crashes: crash_record.count(dict),
         last_crash: crash_record.last(dict),
@@ -85,16 +83,17 @@ function snapshot(dict: NgxSharedDict, grace: number, consistent: boolean): Stat
  * reads at once; elsewhere it takes the lock, waiting briefly where it would
  * have to block the worker.
  */
-function status(dict: NgxSharedDict, grace: number): Status {
+function status(dict: NgxSharedDict, failed: number): Status {
     if (lock.held()) {
-        return snapshot(dict, grace, true);
+        return snapshot(dict, failed, true);
     }
     const can_yield = YIELDABLE[get_phase()] === true;
-    const hold = lock.try_acquire(dict, can_yield, can_yield ? YIELDING_WAIT : BLOCKING_WAIT);
+    const [hold] = lock.try_acquire(dict, can_yield, can_yield ? YIELDING_WAIT : BLOCKING_WAIT);
+    // not taken (a time-out, or a full zone: logged): an unlocked read
     if (hold === undefined) {
-        return snapshot(dict, grace, false);
+        return snapshot(dict, failed, false);
     }
-    const view = snapshot(dict, grace, hold !== lock.UNLOCKED);
+    const view = snapshot(dict, failed, true);
     lock.release(dict, hold);
     return view;
 }

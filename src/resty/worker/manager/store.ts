@@ -27,6 +27,15 @@ function write(dict: NgxSharedDict, key: string, value: string | number, flags?:
     return ok;
 }
 
+/** Like write, for a key that expires `exptime` seconds from now. */
+function write_expiring(dict: NgxSharedDict, key: string, value: string | number, exptime: number): boolean {
+    const [ok, err] = dict.safe_set(key, value, exptime);
+    if (!ok) {
+        log(ERR, "failed to write shm key '", key, "': ", err);
+    }
+    return ok;
+}
+
 /**
  * Overwrites `key` only if it exists; false if it does not (or the write
  * failed, logged). A value of the stored size is written in place: no
@@ -63,4 +72,4 @@ function remove(dict: NgxSharedDict, key: string): void {
     dict.delete(key);
 }
 
-export { read_number, read_string, write, overwrite, add, remove };
+export { read_number, read_string, write, write_expiring, overwrite, add, remove };

@@ -1,23 +1,34 @@
---[[ Generated with https://github.com/TypeScriptToLua/TypeScriptToLua ]]
-local ____exports = {}
+-- Compiled from src/resty/worker/manager/cluster/options.ts by TypeScriptToLua (make build):
+-- change the TypeScript source, not this file.
+
+-- opts.cluster checked at on_init_by_lua: every mistake is an error there,
+-- naming the option, so that a fleet never starts half configured.
+
 local driver = require("resty.worker.manager.cluster.driver")
-local DEFAULT_INTERVAL = 2
-local DEFAULT_FAILED = 3
-local DEFAULT_PREFIX = "wm"
-local DEFAULT_TIMEOUT = 1
-local DEFAULT_POOL = 4
-local MIN_SECONDS = 0.01
-local MAX_SECONDS = 3600
+
+local _M = {}
+
+--- What opts.cluster may leave out (timeout: Redis's connect and read timeouts; pool: connections kept).
+local DEFAULTS = {
+    interval = 2,
+    failed = 3,
+    prefix = "wm",
+    timeout = 1,
+    pool = 4,
+}
+local MIN_SECONDS, MAX_SECONDS = 0.01, 3600
 local MAX_NODE = 200
+
 local function describe(value)
-    return type(value) == "string" and string.format("%q", value) or (type(value) == "number" and tostring(value) or type(value))
+    -- %q shows control characters, which a plain quote would hide
+    return type(value) == "string" and string.format("%q", value)
+        or (type(value) == "number" and tostring(value) or type(value))
 end
+
 local function fail(name, want, value, level)
-    error(
-        (((("opts.cluster." .. name) .. " must be ") .. want) .. ", got ") .. describe(value),
-        level
-    )
+    error("opts.cluster." .. name .. " must be " .. want .. ", got " .. describe(value), level)
 end
+
 local function seconds(name, value, fallback, level)
     if value == nil then
         return fallback
@@ -25,19 +36,21 @@ local function seconds(name, value, fallback, level)
     if type(value) ~= "number" or not (value >= MIN_SECONDS and value <= MAX_SECONDS) then
         fail(
             name,
-            (("a number of seconds from " .. tostring(MIN_SECONDS)) .. " to ") .. tostring(MAX_SECONDS),
+            "a number of seconds from " .. tostring(MIN_SECONDS) .. " to " .. tostring(MAX_SECONDS),
             value,
             level + 1
         )
     end
     return value
 end
+
 local function optional_string(name, value, level)
     if value ~= nil and (type(value) ~= "string" or value == "") then
         fail(name, "a non-empty string", value, level + 1)
     end
     return value
 end
+
 local function port_of(name, value, level)
     if value == nil then
         return 6379
@@ -47,11 +60,13 @@ local function port_of(name, value, level)
     end
     return value
 end
+
 local function sentinels_of(value, level)
     if type(value) ~= "table" or #value == 0 then
         local empty = type(value) == "table" and (next(value)) == nil
         error(
-            "opts.cluster.redis.sentinels must be a non-empty list of { host = ..., port = ... }, got " .. (empty and "an empty table" or describe(value)),
+            "opts.cluster.redis.sentinels must be a non-empty list of { host = ..., port = ... }, got "
+                .. (empty and "an empty table" or describe(value)),
             level
         )
     end
@@ -60,24 +75,16 @@ local function sentinels_of(value, level)
     for i = 1, #given do
         local s = given[i]
         if type(s) ~= "table" or type(s and s.host) ~= "string" or s.host == "" then
-            fail(
-                ("redis.sentinels[" .. tostring(i)) .. "]",
-                "a table with a host",
-                s,
-                level + 1
-            )
+            fail("redis.sentinels[" .. tostring(i) .. "]", "a table with a host", s, level + 1)
         end
         list[#list + 1] = {
             host = s.host,
-            port = port_of(
-                ("redis.sentinels[" .. tostring(i)) .. "].port",
-                s.port,
-                level + 1
-            )
+            port = port_of("redis.sentinels[" .. tostring(i) .. "].port", s.port, level + 1),
         }
     end
     return list
 end
+
 local function redis_of(value, level)
     if type(value) ~= "table" then
         fail("redis", "a table with host and port, path, or sentinels and master_name", value, level + 1)
@@ -86,22 +93,24 @@ local function redis_of(value, level)
     local host = optional_string("redis.host", r.host, level + 1)
     local path = optional_string("redis.path", r.path, level + 1)
     local master_name = optional_string("redis.master_name", r.master_name, level + 1)
-    local ____temp_2
-    if r.sentinels == nil then
-        ____temp_2 = nil
-    else
-        ____temp_2 = sentinels_of(r.sentinels, level + 1)
+    local sentinels = nil
+    if r.sentinels ~= nil then
+        sentinels = sentinels_of(r.sentinels, level + 1)
     end
-    local sentinels = ____temp_2
     local ways = (host ~= nil and 1 or 0) + (path ~= nil and 1 or 0) + (sentinels ~= nil and 1 or 0)
     if ways ~= 1 then
-        error(("opts.cluster.redis must give exactly one of host (with port), path (a unix socket) or sentinels " .. "(with master_name), got ") .. (ways == 0 and "none" or "several"), level)
+        error(
+            "opts.cluster.redis must give exactly one of host (with port), path (a unix socket) or sentinels "
+                .. "(with master_name), got "
+                .. (ways == 0 and "none" or "several"),
+            level
+        )
     end
     if sentinels ~= nil and master_name == nil then
         error("opts.cluster.redis.master_name must name the master the sentinels watch", level)
     end
     if path ~= nil and string.sub(path, 1, 5) ~= "unix:" and string.sub(path, 1, 1) ~= "/" then
-        fail("redis.path", "a unix socket path (\"unix:/...\" or \"/...\")", path, level + 1)
+        fail("redis.path", 'a unix socket path ("unix:/..." or "/...")', path, level + 1)
     end
     local database = r.database or 0
     if type(database) ~= "number" or database % 1 ~= 0 or database < 0 then
@@ -113,24 +122,24 @@ local function redis_of(value, level)
     if r.ssl_verify ~= nil and type(r.ssl_verify) ~= "boolean" then
         fail("redis.ssl_verify", "a boolean", r.ssl_verify, level + 1)
     end
-    local pool_size = r.pool_size or DEFAULT_POOL
+    local pool_size = r.pool_size or DEFAULTS.pool
     if type(pool_size) ~= "number" or pool_size % 1 ~= 0 or pool_size < 1 then
         fail("redis.pool_size", "a whole number of connections (1 or more)", pool_size, level + 1)
     end
     if r.password ~= nil and (type(r.password) ~= "string" or r.password == "") then
+        -- (the value itself stays out of the log: it may be the password)
         error(
-            "opts.cluster.redis.password must be a non-empty string, got " .. (r.password == "" and "\"\"" or type(r.password)),
+            "opts.cluster.redis.password must be a non-empty string, got "
+                .. (r.password == "" and '""' or type(r.password)),
             level
         )
     end
     local port = port_of("redis.port", r.port, level + 1)
-    local ____temp_3
-    if path == nil then
-        ____temp_3 = nil
-    else
-        ____temp_3 = string.sub(path, 1, 5) == "unix:" and path or "unix:" .. path
+    -- lua-resty-redis connects to a unix socket given as "unix:/path"
+    local unix = nil
+    if path ~= nil then
+        unix = string.sub(path, 1, 5) == "unix:" and path or "unix:" .. path
     end
-    local unix = ____temp_3
     return {
         host = host,
         port = port,
@@ -143,12 +152,17 @@ local function redis_of(value, level)
         ssl = r.ssl == true,
         ssl_verify = r.ssl_verify == true,
         server_name = optional_string("redis.server_name", r.server_name, level + 1),
-        connect_timeout = seconds("redis.connect_timeout", r.connect_timeout, DEFAULT_TIMEOUT, level + 1),
-        read_timeout = seconds("redis.read_timeout", r.read_timeout, DEFAULT_TIMEOUT, level + 1),
+        connect_timeout = seconds("redis.connect_timeout", r.connect_timeout, DEFAULTS.timeout, level + 1),
+        read_timeout = seconds("redis.read_timeout", r.read_timeout, DEFAULTS.timeout, level + 1),
         pool_size = pool_size,
-        label = unix or (host ~= nil and (host .. ":") .. tostring(port) or ("master '" .. tostring(master_name)) .. "' of the sentinels")
+        label = unix
+            or (
+                host ~= nil and host .. ":" .. tostring(port)
+                or "master '" .. tostring(master_name) .. "' of the sentinels"
+            ),
     }
 end
+
 --- This machine's name, for the default node name.
 local function hostname()
     local f = io.open("/proc/sys/kernel/hostname", "r")
@@ -161,12 +175,14 @@ local function hostname()
     end
     return os.getenv("HOSTNAME") or "localhost"
 end
+
 local function callback_of(name, value, level)
     if value ~= nil and type(value) ~= "function" then
         fail(name, "a function or nil", value, level + 1)
     end
     return value
 end
+
 --- opts.cluster, checked, with its defaults; nil without one. `level`: what
 -- error() called here is given (each helper gets one more).
 local function check(value, level)
@@ -174,28 +190,26 @@ local function check(value, level)
         return nil
     end
     if type(value) ~= "table" then
-        error(
-            "opts.cluster must be a table, got " .. type(value),
-            level
-        )
+        error("opts.cluster must be a table, got " .. type(value), level)
     end
     local c = value
     local redis = redis_of(c.redis, level + 1)
-    local node = optional_string("node", c.node, level + 1) or (hostname() .. ":") .. ngx.config.prefix()
+    local node = optional_string("node", c.node, level + 1) or hostname() .. ":" .. ngx.config.prefix()
     if #node > MAX_NODE or (string.find(node, "[%c%s]")) ~= nil then
         fail(
             "node",
-            ("a name of 1 to " .. tostring(MAX_NODE)) .. " bytes without spaces or control characters",
+            "a name of 1 to " .. tostring(MAX_NODE) .. " bytes without spaces or control characters",
             node,
             level + 1
         )
     end
-    local prefix = optional_string("prefix", c.prefix, level + 1) or DEFAULT_PREFIX
+    local prefix = optional_string("prefix", c.prefix, level + 1) or DEFAULTS.prefix
     if (string.find(prefix, "[{}%c%s]")) ~= nil then
+        -- the keys are "{prefix}:...": one hash tag, so one slot of a sharded Redis
         fail("prefix", "a string without braces, spaces or control characters", prefix, level + 1)
     end
-    local interval = seconds("interval", c.interval, DEFAULT_INTERVAL, level + 1)
-    local failed = seconds("failed", c.failed, DEFAULT_FAILED, level + 1)
+    local interval = seconds("interval", c.interval, DEFAULTS.interval, level + 1)
+    local failed = seconds("failed", c.failed, DEFAULTS.failed, level + 1)
     local on_join = callback_of("on_join", c.on_join, level + 1)
     local on_leave = callback_of("on_leave", c.on_leave, level + 1)
     driver.check(redis.sentinels ~= nil, redis.ssl, level + 1)
@@ -206,8 +220,10 @@ local function check(value, level)
         interval = interval,
         failed = failed,
         on_join = on_join,
-        on_leave = on_leave
+        on_leave = on_leave,
     }
 end
-____exports.check = check
-return ____exports
+
+_M.check = check
+
+return _M

@@ -14,7 +14,7 @@ import type { RedisTarget } from "./options";
 const NAMES = ["resty.redis", "nginx.redis"];
 const KEEPALIVE_MS = 60000;
 
-let redis: RedisModule | undefined;
+let redis: RedisModule | undefined = undefined;
 /**
  * lua-resty-redis 0.28 and later have set_timeouts. Asked of the module
  * table itself: its metatable makes any other name a Redis command.
@@ -111,7 +111,11 @@ function open(t: RedisTarget, host: string | undefined, port: number, sentinel: 
     if (!has_timeouts) {
         red.set_timeout(read_ms);
     }
-    const perr = sentinel ? undefined : prepare(red, t);
+    // a sentinel takes no AUTH of the master's nor a SELECT
+    if (sentinel) {
+        return $multi(red, undefined);
+    }
+    const perr = prepare(red, t);
     if (perr !== undefined) {
         red.close();
         return $multi(undefined, perr);
@@ -121,6 +125,15 @@ function open(t: RedisTarget, host: string | undefined, port: number, sentinel: 
 
 /** The sentinel that answered last (an index into the list), asked first next time. */
 let answered = 0;
+
+/** Back to the pool; a connection in doubt (after an error) is closed instead. */
+function done(red: RedisClient, t: RedisTarget, failed: boolean): void {
+    if (failed) {
+        red.close();
+    } else {
+        red.set_keepalive(KEEPALIVE_MS, t.pool_size);
+    }
+}
 
 /** The master's address, from the first sentinel that knows it. */
 function ask_sentinels(t: RedisTarget): LuaMultiReturn<[string, number] | [undefined, string]> {
@@ -166,15 +179,6 @@ function connect(t: RedisTarget): LuaMultiReturn<[RedisClient, undefined] | [und
         return $multi(undefined, host + ":" + port + " is not a master (a failover is under way)");
     }
     return $multi(red, undefined);
-}
-
-/** Back to the pool; a connection in doubt (after an error) is closed instead. */
-function done(red: RedisClient, t: RedisTarget, failed: boolean): void {
-    if (failed) {
-        red.close();
-    } else {
-        red.set_keepalive(KEEPALIVE_MS, t.pool_size);
-    }
 }
 
 /** A Redis script, sent by its SHA1 once the server has it. */

@@ -17,13 +17,13 @@ import * as driver from "./driver";
 import * as scripts from "./scripts";
 import * as singletons from "../singletons";
 import { log } from "../log";
+import { on_error } from "../callbacks";
+import { write, write_expiring } from "../store";
 import type { ClusterConfig } from "./options";
 import type { FleetCallback, FleetNode, LeaveReason } from "resty.worker.manager";
 
-const ERR = ngx.ERR;
-const NOTICE = ngx.NOTICE;
-const now = ngx.now;
-const update_time = ngx.update_time;
+const [ERR, NOTICE] = [ngx.ERR, ngx.NOTICE];
+const [now, update_time] = [ngx.now, ngx.update_time];
 
 /** The agent's singleton name: a name users cannot register (they are checked). */
 const AGENT = "[worker-manager] fleet";
@@ -41,9 +41,9 @@ const MIN_RETENTION = 3600 * 1000;
 /** The node's generation and its worker count, for its entry in the fleet. */
 type Census = (this: void) => LuaMultiReturn<[number, number]>;
 
-let config: ClusterConfig | undefined;
-let dict: NgxSharedDict | undefined;
-let census: Census | undefined;
+let config: ClusterConfig | undefined = undefined;
+let dict: NgxSharedDict | undefined = undefined;
+let census: Census | undefined = undefined;
 let fleet_keys: string[] = [];
 
 function retention(c: ClusterConfig): number {
@@ -63,21 +63,26 @@ function enabled(): boolean {
 
 /** This node's incarnation: made once per node start, by whichever worker asks first. */
 function incarnation(d: NgxSharedDict): string {
-    const [known] = d.get(keys.FLEET_INCARNATION);
+    const [known] = d.get(keys.FLEET.incarnation);
     if (typeof known === "string") {
         return known;
     }
     update_time();
     const made = string.format("%x-%x", math.floor(now() * 1000), ngx.worker.pid());
-    d.add(keys.FLEET_INCARNATION, made);
-    const [kept] = d.get(keys.FLEET_INCARNATION);
-    return kept as string;
+    const [ok, err] = d.safe_add(keys.FLEET.incarnation, made);
+    if (!ok && err !== "exists") {
+        log(ERR, "failed to write shm key '", keys.FLEET.incarnation, "': ", err);
+        return made;
+    }
+    const [kept] = d.get(keys.FLEET.incarnation);
+    return typeof kept === "string" ? kept : made;
 }
 
 /** Redis could not be reached or refused: one error per outage. */
 function trouble(c: ClusterConfig, d: NgxSharedDict, err: string): void {
     update_time();
-    const [ok] = d.add(keys.FLEET_OUTAGE, now());
+    // (a zone too full for the mark: an error per round, not per outage)
+    const [ok] = d.safe_add(keys.FLEET.outage, now());
     if (ok) {
         log(ERR, "fleet: Redis at ", c.redis.label, " failed: ", err, "; the fleet is not updated until it is ",
             "back (the node itself goes on)");
@@ -85,9 +90,9 @@ function trouble(c: ClusterConfig, d: NgxSharedDict, err: string): void {
 }
 
 function recovered(c: ClusterConfig, d: NgxSharedDict): void {
-    const [since] = d.get(keys.FLEET_OUTAGE);
+    const [since] = d.get(keys.FLEET.outage);
     if (since !== undefined) {
-        d.delete(keys.FLEET_OUTAGE);
+        d.delete(keys.FLEET.outage);
         update_time();
         log(NOTICE, "fleet: Redis at ", c.redis.label, " is back after ",
             string.format("%.1f", now() - (since as number)), " s");
@@ -115,7 +120,7 @@ function lines(view: string): string[] {
 
 /** Puts `node` in the view with its entry `info` ("inc started gen workers seen ttl"), or takes it out (nil). */
 function note_in_view(d: NgxSharedDict, node: string, info: string | undefined): void {
-    const [last] = d.get(keys.FLEET_VIEW);
+    const [last] = d.get(keys.FLEET.view);
     const kept: string[] = [];
     for (const l of lines(typeof last === "string" ? last : "")) {
         if (string.match(l, "^(%S+)")[0] !== node) {
@@ -126,7 +131,7 @@ function note_in_view(d: NgxSharedDict, node: string, info: string | undefined):
         kept.push(node + " " + info);
         table.sort(kept);
     }
-    d.set(keys.FLEET_VIEW, kept.join("\n"));
+    write(d, keys.FLEET.view, kept.join("\n"));
 }
 
 /** The members in PRESENCE's reply (node, text pairs) as the view's lines. */
@@ -141,10 +146,16 @@ function view_of(flat: unknown[]): string {
 
 function call(what: string, cb: FleetCallback, node: string, n: number, reason: LeaveReason | undefined): void {
     // on_join gets two arguments, on_leave three
-    const [ok, err] = reason === undefined ? pcall(cb, node, n) : pcall(cb, node, n, reason);
+    if (reason === undefined) {
+        const [ok, err] = xpcall(cb, on_error, node, n);
+        if (!ok) {
+            log(ERR, "fleet: ", what, "('", node, "', ", n, ") failed: ", err);
+        }
+        return;
+    }
+    const [ok, err] = xpcall(cb, on_error, node, n, reason);
     if (!ok) {
-        log(ERR, "fleet: ", what, "('", node, "', ", n, reason !== undefined ? ", \"" + reason + "\"" : "",
-            ") failed: ", err);
+        log(ERR, "fleet: ", what, "('", node, "', ", n, ", \"", reason, "\") failed: ", err);
     }
 }
 
@@ -162,13 +173,18 @@ function run_event(c: ClusterConfig, d: NgxSharedDict, e: Record<string, string>
     if (last === state) {
         return;
     }
-    d.set(keys.fleet_member(node), state, retention(c) / 1000);
+    write_expiring(d, keys.fleet_member(node), state, retention(c) / 1000);
     // the view follows the events between two presences: a Redis that
     // forgets the fleet meanwhile gets it back from this view, whole
-    note_in_view(d, node, joins ? e["info"] : undefined);
-    if (joins && c.on_join !== undefined) {
-        call("on_join", c.on_join, node, n, undefined);
-    } else if (!joins && c.on_leave !== undefined) {
+    if (joins) {
+        note_in_view(d, node, e["info"]);
+        if (c.on_join !== undefined) {
+            call("on_join", c.on_join, node, n, undefined);
+        }
+        return;
+    }
+    note_in_view(d, node, undefined);
+    if (c.on_leave !== undefined) {
         call("on_leave", c.on_leave, node, n, e["reason"] === "stopped" ? "stopped" : "lost");
     }
 }
@@ -179,21 +195,27 @@ function run_event(c: ClusterConfig, d: NgxSharedDict, e: Record<string, string>
  * resumed beside its successor), one runs it.
  */
 function run_entries(c: ClusterConfig, d: NgxSharedDict, entries: [string, string[]][]): void {
-    for (const [id, fields] of entries) {
-        const [claimed] = d.add(keys.fleet_ran(id), true, CLAIM_TTL);
-        if (claimed) {
+    for (const entry of entries) {
+        const id = entry[0];
+        const fields = entry[1];
+        const [claimed, err] = d.safe_add(keys.fleet_ran(id), true, CLAIM_TTL);
+        if (!claimed && err !== "exists") {
+            // better run twice (two overlapping agents) than never
+            log(ERR, "fleet: cannot claim event ", id, " in the shm: ", err, "; running it unclaimed");
+        }
+        if (claimed || err !== "exists") {
             const e: Record<string, string> = {};
             for (let i = 0; i + 1 < fields.length; i += 2) {
                 e[fields[i] as string] = fields[i + 1] as string;
             }
             run_event(c, d, e);
         }
-        d.set(keys.FLEET_CURSOR, id);
+        write(d, keys.FLEET.cursor, id);
     }
 }
 
 function cursor_of(d: NgxSharedDict): string {
-    const [at] = d.get(keys.FLEET_CURSOR);
+    const [at] = d.get(keys.FLEET.cursor);
     return typeof at === "string" ? at : "0-0";
 }
 
@@ -213,16 +235,16 @@ function run_events(c: ClusterConfig, d: NgxSharedDict, red: RedisClient): strin
 }
 
 /**
- * Until `until` (or a stop of the agent, or the worker's exit): waits in
+ * Until `deadline` (or a stop of the agent, or the worker's exit): waits in
  * Redis for new events (XREAD BLOCK, LISTEN_STEP at a time) and runs each
  * as it comes, so that a node hears of a join or a stop within
  * milliseconds rather than at its next interval.
  */
-function listen(c: ClusterConfig, d: NgxSharedDict, red: RedisClient, until: number): string | undefined {
+function listen(c: ClusterConfig, d: NgxSharedDict, red: RedisClient, deadline: number): string | undefined {
     const read_ms = c.redis.read_timeout * 1000;
     for (;;) {
         update_time();
-        const left = until - now();
+        const left = deadline - now();
         if (left < 0.01 || !singletons.keeps(AGENT)) {
             red.set_timeout(read_ms);
             return undefined;
@@ -237,8 +259,8 @@ function listen(c: ClusterConfig, d: NgxSharedDict, red: RedisClient, until: num
         }
         if (type(res) === "table") {
             const streams = res as [string, [string, string[]][]][];
-            for (const [, entries] of streams) {
-                run_entries(c, d, entries);
+            for (const stream of streams) {
+                run_entries(c, d, stream[1]);
             }
         }
     }
@@ -246,12 +268,12 @@ function listen(c: ClusterConfig, d: NgxSharedDict, red: RedisClient, until: num
 
 /** The highest cluster singleton token this node saw (0 for none). */
 function top_token(d: NgxSharedDict): number {
-    const [top] = d.get(keys.FLEET_TOKEN_MAX);
+    const [top] = d.get(keys.FLEET.token_max);
     return typeof top === "number" ? top : 0;
 }
 
-/** One round of the agent: presence, the events, then listening for new ones until `until`. */
-function round(c: ClusterConfig, d: NgxSharedDict, until: number): string | undefined {
+/** One round of the agent: presence, the events, then listening for new ones until `deadline`. */
+function round(c: ClusterConfig, d: NgxSharedDict, deadline: number): string | undefined {
     const [red, cerr] = driver.connect(c.redis);
     if (red === undefined) {
         return cerr;
@@ -260,8 +282,8 @@ function round(c: ClusterConfig, d: NgxSharedDict, until: number): string | unde
     if (census !== undefined) {
         [gen, workers] = census();
     }
-    const [id] = d.get(keys.FLEET_ID);
-    const [last] = d.get(keys.FLEET_VIEW);
+    const [id] = d.get(keys.FLEET.id);
+    const [last] = d.get(keys.FLEET.view);
     const known = typeof id === "string" ? id : "";
     const view = typeof last === "string" ? last : "";
     const args: (string | number)[] = [
@@ -286,16 +308,16 @@ function round(c: ClusterConfig, d: NgxSharedDict, until: number): string | unde
     if (fleet !== known) {
         // first contact: read from this node's own join on; a Redis that
         // forgot the fleet: its new stream from the start
-        d.set(keys.FLEET_CURSOR, joined !== "" && known === "" ? before(joined) : "0-0");
-        d.set(keys.FLEET_ID, fleet);
+        write(d, keys.FLEET.cursor, joined !== "" && known === "" ? before(joined) : "0-0");
+        write(d, keys.FLEET.id, fleet);
     }
-    d.set(keys.FLEET_VIEW, view_of(members));
+    write(d, keys.FLEET.view, view_of(members));
     const rerr = run_events(c, d, red);
     if (rerr !== undefined) {
         driver.done(red, c.redis, true);
         return rerr;
     }
-    const lerr = listen(c, d, red, until);
+    const lerr = listen(c, d, red, deadline);
     driver.done(red, c.redis, lerr !== undefined);
     return undefined;
 }
@@ -321,25 +343,6 @@ function attach(counts: Census): void {
     census = counts;
 }
 
-/**
- * The node stops (its last master exit, on QUIT): it leaves as "stopped".
- * Needs cosockets: on a fast stop (TERM) it cannot run, and the node is
- * lost once its presence runs out.
- */
-function leave_on_stop(): void {
-    const c = config;
-    const d = dict;
-    if (c === undefined || d === undefined || d.get(keys.FLEET_LEFT)[0] !== undefined) {
-        return;
-    }
-    d.set(keys.FLEET_LEFT, true);
-    const err = write_leave(c, d);
-    if (err !== undefined) {
-        log(ERR, "fleet: could not tell Redis at ", c.redis.label, " that node '", c.node, "' stops: ", err,
-            "; the fleet will find it lost");
-    }
-}
-
 /** LEAVE in Redis; an error text when it could not be written. */
 function write_leave(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     const [red, cerr] = driver.connect(c.redis);
@@ -348,7 +351,29 @@ function write_leave(c: ClusterConfig, d: NgxSharedDict): string | undefined {
     }
     const [res, err] = driver.run(red, scripts.LEAVE, fleet_keys, [c.node, incarnation(d), retention(c), math.floor(c.interval * 1000)]);
     driver.done(red, c.redis, res === undefined);
-    return res === undefined ? err : undefined;
+    if (res === undefined) {
+        return err;
+    }
+    return undefined;
+}
+
+/**
+ * The node stops (its last master exit, on QUIT): it leaves as "stopped".
+ * Needs cosockets: on a fast stop (TERM) it cannot run, and the node is
+ * lost once its presence runs out.
+ */
+function leave_on_stop(): void {
+    const c = config;
+    const d = dict;
+    if (c === undefined || d === undefined || d.get(keys.FLEET.left)[0] !== undefined) {
+        return;
+    }
+    write(d, keys.FLEET.left, 1);
+    const err = write_leave(c, d);
+    if (err !== undefined) {
+        log(ERR, "fleet: could not tell Redis at ", c.redis.label, " that node '", c.node, "' stops: ", err,
+            "; the fleet will find it lost");
+    }
 }
 
 /** The fleet as this node last saw it (no network call). */
@@ -358,7 +383,7 @@ function nodes(): FleetNode[] {
     if (d === undefined) {
         return list;
     }
-    const [view] = d.get(keys.FLEET_VIEW);
+    const [view] = d.get(keys.FLEET.view);
     if (typeof view !== "string") {
         return list;
     }

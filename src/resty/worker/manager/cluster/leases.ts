@@ -22,16 +22,14 @@ import * as keys from "../keys";
 import * as scripts from "./scripts";
 import { log } from "../log";
 import { on_error } from "../callbacks";
+import { write } from "../store";
 import type { ClusterConfig } from "./options";
+import type { JobSpec } from "../singletons";
 import type { SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
 
-const ERR = ngx.ERR;
-const NOTICE = ngx.NOTICE;
-const now = ngx.now;
-const update_time = ngx.update_time;
-const sleep = ngx.sleep;
+const [ERR, NOTICE] = [ngx.ERR, ngx.NOTICE];
+const [now, update_time, sleep, get_phase] = [ngx.now, ngx.update_time, ngx.sleep, ngx.get_phase];
 const timer_at = ngx.timer.at;
-const get_phase = ngx.get_phase;
 
 /** What the node singleton that competes for a cluster name is called. */
 const PREFIX = "[worker-manager] cluster ";
@@ -40,13 +38,8 @@ const LEASE_SHARE = 0.8;
 /** Poll step while a stop waits for a running start or fn. */
 const WAIT_STEP = 0.01;
 
-interface Lease {
-    name: string;
-    start: SingletonStart | undefined;
-    stop: SingletonStop | undefined;
-    fn: SingletonFn | undefined;
-    /** every(): seconds between runs. */
-    every: number;
+/** A cluster singleton this worker competes for. */
+interface Lease extends JobSpec {
     /** The cluster holding's token; nil while not held here. */
     token: number | undefined;
     /** Local time until which the holding counts. */
@@ -61,8 +54,8 @@ interface Lease {
     lost: boolean;
 }
 
-let config: ClusterConfig | undefined;
-let dict: NgxSharedDict | undefined;
+let config: ClusterConfig | undefined = undefined;
+let dict: NgxSharedDict | undefined = undefined;
 let holder_id: (this: void) => string = () => "?";
 const leases: Record<string, Lease> = {};
 
@@ -79,14 +72,15 @@ function seen(name: string): number {
     return typeof v === "number" ? v : 0;
 }
 
+/** Notes a token of `name` this node got or saw: tokens never go back, even after a Redis forgot them. */
 function saw(name: string, token: number): void {
     const d = dict as NgxSharedDict;
     if (token > seen(name)) {
-        d.set(keys.fleet_seen(name), token);
+        write(d, keys.fleet_seen(name), token);
     }
-    const [top] = d.get(keys.FLEET_TOKEN_MAX);
+    const [top] = d.get(keys.FLEET.token_max);
     if (typeof top !== "number" || token > top) {
-        d.set(keys.FLEET_TOKEN_MAX, token);
+        write(d, keys.FLEET.token_max, token);
     }
 }
 
@@ -120,7 +114,7 @@ function ask(c: ClusterConfig, l: Lease, s: driver.Script, args: (string | numbe
 }
 
 /** The holding ends here: the user's stop (once its start ran), then forgotten. */
-function end(l: Lease, reason: StopReason): void {
+function end_lease(l: Lease, reason: StopReason): void {
     const token = l.token;
     if (token === undefined || l.ending) {
         return;
@@ -144,7 +138,7 @@ function lose(l: Lease, why: string): void {
     if (l.busy) {
         l.lost = true; // after_busy ends it
     } else {
-        end(l, "lost");
+        end_lease(l, "lost");
     }
 }
 
@@ -161,7 +155,7 @@ function after_busy(l: Lease): void {
     l.busy = false;
     if (l.lost) {
         l.lost = false;
-        end(l, "lost");
+        end_lease(l, "lost");
     } else {
         valid(l);
     }
@@ -183,7 +177,7 @@ function on_run(premature: boolean, l: Lease, token: number): void {
     after_busy(l);
     if (l.fn !== undefined && l.token === token && !l.ending && !ngx.worker.exiting()) {
         update_time();
-        const [ok, err] = timer_at(math.max(0, began + l.every - now()), on_run, l, token);
+        const [ok, err] = timer_at(math.max(0, began + l.interval - now()), on_run, l, token);
         if (!ok) {
             log(ERR, "could not start the timer of cluster singleton '", l.name, "': ", err);
         }
@@ -250,7 +244,7 @@ function on_node_stop(this: void, internal: string, _node_token: number, reason?
     if (l.token !== token || !valid(l)) {
         return; // (a holding that ran out meanwhile ended as "lost")
     }
-    end(l, reason ?? "stop");
+    end_lease(l, reason ?? "stop");
     if (reason !== "lost" && can_yield) {
         ask(c, l, scripts.RELEASE, [holder_id(), token]);
     }
@@ -258,9 +252,9 @@ function on_node_stop(this: void, internal: string, _node_token: number, reason?
 
 /** Registers cluster singleton `name` in this worker; returns the name of its node singleton. */
 function add(name: string, start: SingletonStart | undefined, stop: SingletonStop | undefined,
-             fn: SingletonFn | undefined, every: number): string {
+             fn: SingletonFn | undefined, interval: number): string {
     leases[name] = {
-        name, start, stop, fn, every, token: undefined, valid_until: 0, busy: false, started: false, ending: false,
+        name, start, stop, fn, interval, token: undefined, valid_until: 0, busy: false, started: false, ending: false,
         lost: false,
     };
     return PREFIX + name;

@@ -6,13 +6,10 @@
 import type { ClusterOptions, FleetCallback, RedisOptions } from "resty.worker.manager";
 import * as driver from "./driver";
 
-const DEFAULT_INTERVAL = 2;
-const DEFAULT_FAILED = 3;
-const DEFAULT_PREFIX = "wm";
-const DEFAULT_TIMEOUT = 1;
-const DEFAULT_POOL = 4;
-const MIN_SECONDS = 0.01;
-const MAX_SECONDS = 3600;
+/** What opts.cluster may leave out (timeout: Redis's connect and read timeouts; pool: connections kept). */
+const DEFAULTS = { interval: 2, failed: 3, prefix: "wm", timeout: 1, pool: 4 };
+/** Bounds of every number of seconds in opts.cluster. */
+const [MIN_SECONDS, MAX_SECONDS] = [0.01, 3600];
 const MAX_NODE = 200;
 
 /** Where Redis is: one server, or the master that Sentinels name. */
@@ -110,7 +107,10 @@ function redis_of(value: unknown, level: number): RedisTarget {
     const host = optional_string("redis.host", r.host, level + 1);
     const path = optional_string("redis.path", r.path, level + 1);
     const master_name = optional_string("redis.master_name", r.master_name, level + 1);
-    const sentinels = r.sentinels === undefined ? undefined : sentinels_of(r.sentinels, level + 1);
+    let sentinels: RedisTarget["sentinels"] = undefined;
+    if (r.sentinels !== undefined) {
+        sentinels = sentinels_of(r.sentinels, level + 1);
+    }
     const ways = (host !== undefined ? 1 : 0) + (path !== undefined ? 1 : 0) + (sentinels !== undefined ? 1 : 0);
     if (ways !== 1) {
         error("opts.cluster.redis must give exactly one of host (with port), path (a unix socket) or sentinels "
@@ -132,7 +132,7 @@ function redis_of(value: unknown, level: number): RedisTarget {
     if (r.ssl_verify !== undefined && typeof r.ssl_verify !== "boolean") {
         fail("redis.ssl_verify", "a boolean", r.ssl_verify, level + 1);
     }
-    const pool_size = r.pool_size ?? DEFAULT_POOL;
+    const pool_size = r.pool_size ?? DEFAULTS.pool;
     if (typeof pool_size !== "number" || pool_size % 1 !== 0 || pool_size < 1) {
         fail("redis.pool_size", "a whole number of connections (1 or more)", pool_size, level + 1);
     }
@@ -142,7 +142,11 @@ function redis_of(value: unknown, level: number): RedisTarget {
               + (r.password === "" ? "\"\"" : type(r.password)), level);
     }
     const port = port_of("redis.port", r.port, level + 1);
-    const unix = path === undefined ? undefined : string.sub(path, 1, 5) === "unix:" ? path : "unix:" + path;
+    // lua-resty-redis connects to a unix socket given as "unix:/path"
+    let unix: string | undefined = undefined;
+    if (path !== undefined) {
+        unix = string.sub(path, 1, 5) === "unix:" ? path : "unix:" + path;
+    }
     return {
         host, port, path: unix, sentinels, master_name,
         username: optional_string("redis.username", r.username, level + 1),
@@ -151,8 +155,8 @@ function redis_of(value: unknown, level: number): RedisTarget {
         ssl: r.ssl === true,
         ssl_verify: r.ssl_verify === true,
         server_name: optional_string("redis.server_name", r.server_name, level + 1),
-        connect_timeout: seconds("redis.connect_timeout", r.connect_timeout, DEFAULT_TIMEOUT, level + 1),
-        read_timeout: seconds("redis.read_timeout", r.read_timeout, DEFAULT_TIMEOUT, level + 1),
+        connect_timeout: seconds("redis.connect_timeout", r.connect_timeout, DEFAULTS.timeout, level + 1),
+        read_timeout: seconds("redis.read_timeout", r.read_timeout, DEFAULTS.timeout, level + 1),
         pool_size,
         label: unix ?? (host !== undefined ? host + ":" + port : "master '" + master_name + "' of the sentinels"),
     };
@@ -195,13 +199,13 @@ function check(value: unknown, level: number): ClusterConfig | undefined {
     if (node.length > MAX_NODE || string.find(node, "[%c%s]")[0] !== undefined) {
         fail("node", "a name of 1 to " + MAX_NODE + " bytes without spaces or control characters", node, level + 1);
     }
-    const prefix = optional_string("prefix", c.prefix, level + 1) ?? DEFAULT_PREFIX;
+    const prefix = optional_string("prefix", c.prefix, level + 1) ?? DEFAULTS.prefix;
     if (string.find(prefix, "[{}%c%s]")[0] !== undefined) {
         // the keys are "{prefix}:...": one hash tag, so one slot of a sharded Redis
         fail("prefix", "a string without braces, spaces or control characters", prefix, level + 1);
     }
-    const interval = seconds("interval", c.interval, DEFAULT_INTERVAL, level + 1);
-    const failed = seconds("failed", c.failed, DEFAULT_FAILED, level + 1);
+    const interval = seconds("interval", c.interval, DEFAULTS.interval, level + 1);
+    const failed = seconds("failed", c.failed, DEFAULTS.failed, level + 1);
     const on_join = callback_of("on_join", c.on_join, level + 1);
     const on_leave = callback_of("on_leave", c.on_leave, level + 1);
     driver.check(redis.sentinels !== undefined, redis.ssl, level + 1);
