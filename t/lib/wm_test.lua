@@ -27,8 +27,8 @@ local ffi = require "ffi"
 
 local M = {}
 
--- Redeclaring an identical C function is harmless in LuaJIT; pcall anyway so
--- a different declaration elsewhere (e.g. in the module) cannot break us.
+-- LuaJIT ignores a C function declared again (see host.ts); a struct
+-- defined again fails, hence pcall.
 pcall(ffi.cdef, [[
 struct pollfd;
 int poll(struct pollfd *fds, unsigned long nfds, int timeout);
@@ -85,6 +85,19 @@ local function reason()
     return "nil"
 end
 
+-- The hooks every recorder offers: opts.when(...) decides whether the
+-- others act (true when absent); opts.set raises a flag. Whether they act.
+local function acts(opts, ...)
+    local active = true
+    if opts.when then
+        active = opts.when(...) and true or false
+    end
+    if active and opts.set then
+        M.flag(opts.set)
+    end
+    return active
+end
+
 function M.rec(event, opts)
     opts = opts or {}
     return function(id, n_prev, n_mine, n_next)
@@ -105,13 +118,7 @@ function M.rec(event, opts)
                 " types=", type(id), ",", type(n_prev), ",", type(n_mine), ",", type(n_next),
                 " reason=", reason(),
                 opts.tag and (" tag=" .. tostring(opts.tag)) or "")
-        local active = true
-        if opts.when then
-            active = opts.when(id, n_prev, n_mine, n_next) and true or false
-        end
-        if active and opts.set then
-            M.flag(opts.set)
-        end
+        local active = acts(opts, id, n_prev, n_mine, n_next)
         if active and opts.wait_for then
             local ok = M.wait_flag(opts.wait_for, opts.wait_max)
             ngx.log(ngx.WARN, "WMCB-WAITED ", event, " id=", tostring(id),
@@ -153,19 +160,6 @@ end
 
 -- wait_flag(key [, max_ms]): block (no yield) until key exists in the wm_test
 -- shm; true when it does, false after max_ms (default 15000).
-function M.wait_flag(key, max_ms)
-    local d = test_dict()
-    if not d then return false end
-    ngx.update_time()
-    local deadline = ngx.now() + (max_ms or 15000) / 1000
-    while d:get(key) == nil do
-        ngx.update_time()
-        if ngx.now() >= deadline then return false end
-        ffi.C.poll(nil, 0, 5)
-    end
-    return true
-end
-
 -- wait_until(fn [, max_ms]): block (no yield) until fn() is true; false
 -- after max_ms (default 15000).
 function M.wait_until(fn, max_ms)
@@ -177,6 +171,12 @@ function M.wait_until(fn, max_ms)
         ffi.C.poll(nil, 0, 5)
     end
     return true
+end
+
+function M.wait_flag(key, max_ms)
+    local d = test_dict()
+    if not d then return false end
+    return M.wait_until(function() return d:get(key) ~= nil end, max_ms)
 end
 
 pcall(ffi.cdef, "int kill(int pid, int sig);")
@@ -268,13 +268,7 @@ function M.sj(kind, opts)
                 " pid=", pid, " phase=", ngx.get_phase(), " reason=", tostring(why),
                 " held=", tostring(held), ":", tostring(held_token),
                 opts.scope and " scope=" .. opts.scope or "", " t=", hires())
-        local active = true
-        if opts.when then
-            active = opts.when(kind, name, token, why) and true or false
-        end
-        if active and opts.set then
-            M.flag(opts.set)
-        end
+        local active = acts(opts, kind, name, token, why)
         if active and opts.sleep and yieldable() then
             ngx.sleep(opts.sleep)
         end
@@ -295,9 +289,9 @@ end
 function M.fleet(kind, opts)
     opts = opts or {}
     return function(...)
-        local node, n, reason = ...
+        local node, n, why = ...
         ngx.log(ngx.WARN, "WMFLEET ", kind, " node=", tostring(node), " n=", tostring(n),
-                " reason=", tostring(reason), " nargs=", select("#", ...),
+                " reason=", tostring(why), " nargs=", select("#", ...),
                 " pid=", ngx.worker.pid(), " phase=", ngx.get_phase(), " t=", hires())
         if opts.sleep and yieldable() then
             ngx.sleep(opts.sleep)

@@ -23,7 +23,7 @@ use Test::More ();
 use Time::HiRes ();
 use WorkerManager::SingletonCheck ();
 
-our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors model_exact_errors drops counted_at model_ok
+our @EXPORT = qw(cb_is cb_str cbs_str sorted_field select_cbs model_errors drops counted_at model_ok
                  lifecycle_ok lifecycle_errors lock_ok lock_errors no_errors_ok exactly_one ghost_starts
                  invariant_errors invariants_ok checker_ok checker_errors
                  late_starters poll killed_allow $TAKEOVER_RE $RECOUNT_RE $MISSED_RE);
@@ -83,124 +83,21 @@ sub exactly_one {
 
 # ---------------------------------------------------------------- model
 #
-# Replays the log (callbacks plus the master's "worker process P exited on
-# signal S" lines) through the contract and returns the list of mismatches.
-#
-# State: alive{gen}{wid}, exists{gen} (from master start to master exit).
-#   n_prev = nil if gen == 1, else the live workers of all older generations
-#   n_mine = live workers of the own generation (a starting worker counts
+# model_errors($n, on_crash => 1, since =>, phantom =>, complete =>) replays
+# the log (callbacks, the module's own reports as the state changes, and
+# the master's "worker process P exited on signal S" lines) through the
+# contract and returns the list of mismatches; model_ok is the same as a
+# test.  There is one model (below): a killed worker stays counted until the
+# module reports dropping it, so every count is known exactly.
+#   n_prev = nil if gen == 1, else the counted workers of all older generations
+#   n_mine = counted workers of the own generation (a starting worker counts
 #            itself; an exiting worker counts itself); 0 for master events
-#   n_next = nil if no newer generation exists, else live workers of newer ones
-# options:
+#   n_next = nil if no newer generation exists, else counted workers of newer ones
 #   phantom => [gens]   rolled-back reloads: their master_start is skipped
-#   since   => mark
-# A crashed worker (exited on signal) is "uncertain" (a callback may count it
-# or not) until the worker_start of its respawn (same generation and slot),
-# which must count it; it is dropped right after.  A crash without respawn
-# stays uncertain.
-sub model_errors {
-    my ($n, %o) = @_;
-    return model_exact_errors($n, %o) if $o{exact};
-    my %phantom = map { $_ => 1 } @{ $o{phantom} // [] };
-    my (%alive, %exists, %crashed, %pid2wid, %slot_of, @err);
-    my $certain = {};    # crashed wids that must be counted by the current callback
-    my $sum = sub {
-        my ($pred) = @_;
-        my ($lo, $hi) = (0, 0);
-        for my $g (keys %alive) {
-            next unless $pred->($g);
-            for my $w (keys %{ $alive{$g} }) {
-                if ($crashed{$w} && !$certain->{$w}) { $hi++ } else { $lo++; $hi++ }
-            }
-        }
-        return ($lo, $hi);
-    };
-    my $check = sub {
-        my ($c, $field, $lo, $hi) = @_;    # $lo undef: expect 'nil'
-        my $got = $c->{$field};
-        if (!defined $lo) {
-            push @err, cb_str($c) . ": $field=$got, expected nil" if $got ne 'nil';
-        } elsif ($got !~ /^\d+$/ || $got < $lo || $got > $hi) {
-            push @err, cb_str($c) . ": $field=$got, expected " . ($lo == $hi ? $lo : "$lo..$hi");
-        }
-    };
-    my @ev;
-    for my $e ($n->grep_log(qr/\bWMCB \w+ id=|exited on signal \d+/, since => $o{since})) {
-        if ($e->{text} =~ /worker process (\d+) exited on signal/) {
-            push @ev, { crash => $1, idx => $e->{idx} };
-        }
-    }
-    push @ev, $n->callbacks(since => $o{since});
-    @ev = sort { $a->{idx} <=> $b->{idx} } @ev;
-
-    for my $c (@ev) {
-        if ($c->{crash}) {
-            my $w = $pid2wid{ $c->{crash} };
-            $crashed{$w} = 1 if $w;
-            next;
-        }
-        my $g = $c->{gen};
-        unless (defined $g) { push @err, cb_str($c) . ": cannot parse generation from id"; next }
-        if ($c->{event} eq 'master_start' && $phantom{$g}) {
-            next;
-        }
-        my $is_master = $c->{event} =~ /^master/;
-        my $wid = $c->{id};
-        if ($c->{event} eq 'master_start') {
-            push @err, cb_str($c) . ": master_start for a generation that already exists" if $exists{$g};
-            $exists{$g} = 1;
-            $alive{$g} //= {};
-        } elsif ($c->{event} eq 'worker_start') {
-            push @err, cb_str($c) . ": worker start of a generation without master start" unless $exists{$g};
-            push @err, cb_str($c) . ": worker id started twice" if $alive{$g}{$wid};
-            $alive{$g}{$wid} = 1;
-            $pid2wid{ $c->{wpid} } = $wid if $c->{wpid};
-            $slot_of{$wid} = $c->{slot};
-            # a respawn (same generation and slot as a crashed worker) still counts its predecessor
-            $certain = { map { $_ => 1 } grep { $crashed{$_} && ($slot_of{$_} // '') eq $c->{slot} } keys %{ $alive{$g} } };
-        } elsif ($c->{event} eq 'worker_exit') {
-            push @err, cb_str($c) . ": exit of a worker that is not alive" unless $alive{$g}{$wid};
-        } elsif ($c->{event} eq 'master_exit') {
-            push @err, cb_str($c) . ": master exit of a generation that does not exist" unless $exists{$g};
-        }
-        # expected counts
-        if ($g == 1) {
-            $check->($c, 'prev', undef);
-        } else {
-            $check->($c, 'prev', $sum->(sub { $_[0] < $g }));
-        }
-        if ($is_master) {
-            $check->($c, 'mine', 0, 0);
-        } else {
-            $check->($c, 'mine', $sum->(sub { $_[0] == $g }));
-        }
-        if (grep { $_ > $g } keys %exists) {
-            $check->($c, 'next', $sum->(sub { $_[0] > $g }));
-        } else {
-            $check->($c, 'next', undef);
-        }
-        # state changes after the callback
-        if ($c->{event} eq 'worker_start') {
-            # the respawned worker's start counted its dead predecessor: drop it now
-            delete $alive{$g}{$_} for keys %$certain;
-        } elsif ($c->{event} eq 'worker_exit') {
-            delete $alive{$g}{$wid};
-        } elsif ($c->{event} eq 'master_exit') {
-            push @err, cb_str($c) . ": master exit while workers of its generation are alive: "
-                . join(' ', sort keys %{ $alive{$g} }) if grep { !$crashed{$_} } keys %{ $alive{$g} // {} };
-            delete $exists{$g};
-            delete $alive{$g};
-        }
-        $certain = {};
-    }
-    return @err;
-}
-
-# ------------------------------------------------ model, exact (crash-aware)
+# ------------------------------------------------ the model's replay
 #
-# model_errors($n, exact => 1, on_crash => 1, since =>, phantom =>) replays
-# the log with the module's own reports as the state changes, so no count is
-# "uncertain":
+# model_errors replays the log with the module's own reports as the
+# state changes, so no count is "uncertain":
 #   "[worker-manager] worker G-P (pid P, slot S) crashed: CAUSE; dropped from
 #    the counts, N left in generation G"      -> G-P leaves the counts; N must
 #                                                be what is left; CAUSE "no
@@ -313,7 +210,7 @@ sub counted_at {
     return $k;
 }
 
-sub model_exact_errors {
+sub model_errors {
     my ($n, %o) = @_;
     my %phantom = map { $_ => 1 } @{ $o{phantom} // [] };
     my (%alive, %exists, %stalled, %dead, %due, %dropped, %late, %nocount, @err);
@@ -530,16 +427,23 @@ sub model_exact_errors {
     return @err;
 }
 
-sub model_ok {
-    my ($n, $name, %o) = @_;
-    $n->{checked}{model}++;
-    my @err = model_errors($n, %o);
-    my $ok = Test::More::ok(!@err, $name // 'every callback has the counts the contract gives');
+# One part of the checker as a test named $name: ok when @$errors is
+# empty, else the findings and every callback since $since as diagnostics.
+sub _part_ok {
+    my ($n, $part, $name, $errors, $since) = @_;
+    $n->{checked}{$part}++;
+    my $ok = Test::More::ok(!@$errors, $name);
     unless ($ok) {
-        Test::More::diag(join '', map { "  $_\n" } @err);
-        Test::More::diag("all callbacks:\n" . cbs_str($n->callbacks(since => $o{since})));
+        Test::More::diag(join '', map { "  $_\n" } @$errors);
+        Test::More::diag("all callbacks:\n" . cbs_str($n->callbacks(since => $since)));
     }
     return $ok;
+}
+
+sub model_ok {
+    my ($n, $name, %o) = @_;
+    return _part_ok($n, 'model', $name // 'every callback has the counts the contract gives',
+                    [ model_errors($n, %o) ], $o{since});
 }
 
 # ------------------------------------------------------ generic invariants
@@ -555,14 +459,7 @@ sub model_ok {
 #     worker is accounted for, begins again at generation 1)
 sub lifecycle_ok {
     my ($n, %o) = @_;
-    $n->{checked}{lifecycle}++;
-    my @err = lifecycle_errors($n, %o);
-    my $ok = Test::More::ok(!@err, $o{name} // 'lifecycle invariants hold');
-    unless ($ok) {
-        Test::More::diag(join '', map { "  $_\n" } @err);
-        Test::More::diag("all callbacks:\n" . cbs_str($n->callbacks(since => $o{since})));
-    }
-    return $ok;
+    return _part_ok($n, 'lifecycle', $o{name} // 'lifecycle invariants hold', [ lifecycle_errors($n, %o) ], $o{since});
 }
 
 # the list of lifecycle_ok's findings (same options)
@@ -1017,7 +914,6 @@ sub invariants_ok {
 #   complete => 1   every generation got its master exit (default: the node
 #                   stopped (master "exit") after QUIT, or after TERM/INT
 #                   with the exit hook)
-#   exact => 0      the older crash-uncertain model instead
 #   lock => 0       no lock_ok (a log without ENTER/LEAVE lines)
 #   wiped => idx    model_ok: the module's keys were wiped at that entry
 #   min => N        lock_ok: at least N intervals (default 1)
@@ -1065,9 +961,9 @@ sub checker_ok {
     my $ok = 1;
     $ok &= $part->(lifecycle => sub { lifecycle_ok($n, %$pass, name => "${l}lifecycle invariants",
                         map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(allow_crash_exit)) });
-    $ok &= $part->(model => sub { model_ok($n, "${l}counts match the contract (" . (($o{exact} // 1) ? 'exact replay' : 'crash-aware model')
+    $ok &= $part->(model => sub { model_ok($n, "${l}counts match the contract (exact replay"
                         . ($on_crash ? ', on_crash' : '') . ($complete ? ', complete' : '') . ')',
-                    %$pass, %$model_only, exact => $o{exact} // 1, on_crash => $on_crash, complete => $complete) });
+                    %$pass, %$model_only, on_crash => $on_crash, complete => $complete) });
     $ok &= $part->(lock => sub { lock_ok($n, name => "${l}callbacks never overlap", since => $o{since},
                    map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(killed min)) }) if $o{lock} // 1;
     $ok &= $part->(invariants => sub { invariants_ok($n, name => "${l}run invariants hold", since => $o{since},
@@ -1087,7 +983,7 @@ sub checker_errors {
     my ($pass, $model_only, $on_crash, $complete) = _checker_setup($n, %o);
     my %r;
     $r{lifecycle} = [ lifecycle_errors($n, %$pass, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(allow_crash_exit)) ];
-    $r{model} = [ model_errors($n, %$pass, %$model_only, exact => $o{exact} // 1, on_crash => $on_crash, complete => $complete) ];
+    $r{model} = [ model_errors($n, %$pass, %$model_only, on_crash => $on_crash, complete => $complete) ];
     my ($lock, $iv) = lock_errors($n, since => $o{since}, map { exists $o{$_} ? ($_ => $o{$_}) : () } qw(killed));
     $r{lock} = ($o{lock} // 1) ? $lock : [];
     $r{intervals} = $iv;

@@ -207,39 +207,26 @@ sub conf_text {
 LUA
     }
 
-    my ($init, $init_worker, $exit_worker);
-    if ($self->{module}) {
-        $init = $self->{init} // <<"LUA";
+    # the module's calls, or (driver self-test mode: no module) just a log line
+    my ($init_call, $init_worker_call, $exit_worker) = $self->{module}
+        ? ('require("resty.worker.manager").on_init_by_lua($self->{opts}, $self->{master_start}, $self->{master_exit})',
+           'require("resty.worker.manager").on_init_worker_by_lua($self->{worker_start}, $self->{worker_exit})',
+           $self->{exit_worker}
+               // ($self->{exit_hook} ? 'require("resty.worker.manager").on_exit_worker_by_lua()' : undef))
+        : ('ngx.log(ngx.WARN, "WMNOMOD init pid=", ngx.worker.pid())', '', $self->{exit_worker});
+    my $init = $self->{init} // <<"LUA";
         local wm = require "wm_test"
         $self->{init_extra}
-        require("resty.worker.manager").on_init_by_lua($self->{opts}, $self->{master_start}, $self->{master_exit})
+        $init_call
         $self->{init_after}
 LUA
-        $init_worker = $self->{init_worker} // <<"LUA";
+    my $init_worker = $self->{init_worker} // <<"LUA";
         local wm = require "wm_test"
 $linger
         $self->{init_worker_extra}
-        require("resty.worker.manager").on_init_worker_by_lua($self->{worker_start}, $self->{worker_exit})
+        $init_worker_call
         $self->{init_worker_after}
 LUA
-        $exit_worker = $self->{exit_worker}
-            // ($self->{exit_hook} ? 'require("resty.worker.manager").on_exit_worker_by_lua()' : undef);
-    } else {
-        # driver self-test mode: no module, just log
-        $init = $self->{init} // <<"LUA";
-        local wm = require "wm_test"
-        $self->{init_extra}
-        ngx.log(ngx.WARN, "WMNOMOD init pid=", ngx.worker.pid())
-        $self->{init_after}
-LUA
-        $init_worker = $self->{init_worker} // <<"LUA";
-        local wm = require "wm_test"
-$linger
-        $self->{init_worker_extra}
-        $self->{init_worker_after}
-LUA
-        $exit_worker = $self->{exit_worker};
-    }
     # Marker logged after the module call returned: start()/reload() wait for it.
     $init_worker .= qq{\n        ngx.log(ngx.WARN, "WMREADY pid=", ngx.worker.pid(), " slot=", tostring(ngx.worker.id()), " confv=$self->{conf_version}")\n};
     my $exit_block = defined $exit_worker

@@ -174,25 +174,22 @@ sub free_port {
     die "cannot find a free port: the kernel keeps handing out used ones\n";
 }
 
-# a string as a redis.conf argument
-sub _conf_str {
-    my $s = shift;
+# $s in double quotes: backslash, quote, newline and return escaped, other
+# control bytes as $control (a sprintf format of the byte's code)
+sub _quoted {
+    my ($s, $control) = @_;
     $s =~ s/([\\"])/\\$1/g;
     $s =~ s/\n/\\n/g;
     $s =~ s/\r/\\r/g;
-    $s =~ s/([\x00-\x1f\x7f])/sprintf '\\x%02x', ord $1/ge;
+    $s =~ s/([\x00-\x1f\x7f])/sprintf $control, ord $1/ge;
     return qq{"$s"};
 }
 
+# a string as a redis.conf argument
+sub _conf_str { _quoted(shift, '\\x%02x') }
+
 # a string as a Lua literal
-sub _lua_str {
-    my $s = shift;
-    $s =~ s/([\\"])/\\$1/g;
-    $s =~ s/\n/\\n/g;
-    $s =~ s/\r/\\r/g;
-    $s =~ s/([\x00-\x1f\x7f])/sprintf '\\%03d', ord $1/ge;
-    return qq{"$s"};
-}
+sub _lua_str { _quoted(shift, '\\%03d') }
 
 sub conf_text {
     my $self = shift;

@@ -1,5 +1,5 @@
 package WorkerManager::SingletonCheck;
-# The singleton contract (../shared/SINGLETONS.md) checked on a node's
+# The singleton contract (README.md, Singletons) checked on a node's
 # error.log: the WMSJ-ENTER / WMSJ-LEAVE lines of t/lib/wm_test.lua's
 # sj()/job() recorders, the module's own lines about singletons, and
 # nginx's lines about reaped workers.
