@@ -138,10 +138,7 @@ ok($n->wait_exit, 'QUIT stops nginx');
 is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', 'worker_exit mine 2 then 1');
 cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], 'one master_exit'), [1, 'nil', 0, 'nil'],
       'master_exit(1, nil, 0, nil)');
-lifecycle_ok($n);
-model_ok($n);
-lock_ok($n);
-invariants_ok($n);
+checker_ok($n);
 no_errors_ok($n);
 
 # a bad call without pcall in init_by_lua makes nginx refuse to start, with the message

@@ -53,10 +53,7 @@ for my $round (1, 2) {
     is(scalar(select_cbs(\@c, event => 'master_start')) + scalar(select_cbs(\@c, event => 'worker_start')), 0,
        "[$round] no start callbacks during QUIT");
 
-    lifecycle_ok($n, since => $start_mark, name => "[$round] lifecycle invariants");
-    model_ok($n, "[$round] counts match the contract", since => $start_mark);
-    lock_ok($n, since => $start_mark, name => "[$round] callbacks never overlap");
-    invariants_ok($n, since => $start_mark, name => "[$round] run invariants hold");
+    checker_ok($n, label => $round, since => $start_mark);
 }
 
 no_errors_ok($n);

@@ -69,10 +69,7 @@ for my $variant ([ 'two hooks', {} ], [ 'exit hook', { exit_hook => 1 } ], [ 'ol
     for my $g (1, 2, 3) {
         is(scalar select_cbs(\@c, event => 'master_exit', gen => $g), 1, "[$label] gen $g: one master_exit in all");
     }
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts (n_prev counts ALL older generations) match the contract");
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label);
     no_errors_ok($n, "[$label] no errors");
 }
 done_testing;

@@ -33,10 +33,7 @@ my @allowed;    # no error-level entries are expected at all
     my ($last) = grep { $_->{mine} eq '1' } @we;
     is($me->{logpid}, $last->{pid}, '[hook] master_exit in the last exiting worker') if $me && $last;
     is(scalar $n->grep_log(qr/exited on signal 9/), 0, '[hook] no worker needed SIGKILL from the master');
-    lifecycle_ok($n, name => '[hook] lifecycle invariants');
-    model_ok($n, '[hook] counts match the contract');
-    lock_ok($n, name => '[hook] callbacks never overlap');
-    invariants_ok($n, name => '[hook] run invariants hold');
+    checker_ok($n, label => 'hook');
     no_errors_ok($n, '[hook] no errors', @allowed);
 }
 
@@ -62,10 +59,7 @@ my @allowed;    # no error-level entries are expected at all
     cb_is($_, [undef, 0, undef, 'nil'], "[hook+HUP] worker_exit($_->{id}, 0, $_->{mine}, nil)") for @we;
     my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], '[hook+HUP] exactly one master_exit on TERM');
     cb_is($me, [2, 0, 0, 'nil'], '[hook+HUP] master_exit(2, 0, 0, nil)');
-    lifecycle_ok($n, name => '[hook+HUP] lifecycle invariants');
-    model_ok($n, '[hook+HUP] counts match the contract');
-    lock_ok($n, name => '[hook+HUP] callbacks never overlap');
-    invariants_ok($n, name => '[hook+HUP] run invariants hold');
+    checker_ok($n, label => 'hook+HUP');
     no_errors_ok($n, '[hook+HUP] no errors', @allowed);
 }
 
@@ -83,11 +77,8 @@ my @allowed;    # no error-level entries are expected at all
     is(scalar $n->grep_log(qr/exited on signal 9/), 0, '[no hook] no worker needed SIGKILL from the master');
     is(scalar(grep { $_->{text} =~ /lua|worker\.manager/i } $n->errors(since => $mark)), 0,
        '[no hook] no Lua error logged on TERM');
-    lifecycle_ok($n, name => '[no hook] lifecycle invariants');
     # no exit is tracked on this TERM: not complete (gen 1 gets no master exit)
-    model_ok($n, '[no hook] counts match the contract (exact replay)', complete => 0);
-    lock_ok($n, name => '[no hook] callbacks never overlap');
-    invariants_ok($n, name => '[no hook] run invariants hold (gen 1 ended untracked: no master exit due)');
+    checker_ok($n, label => 'no hook', complete => 0);
     no_errors_ok($n, '[no hook] no errors', @allowed);
 
     # a restart after a TERM without the hook begins again at generation 1

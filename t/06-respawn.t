@@ -63,9 +63,7 @@ sub kill_and_respawn {
     cb_is($_, [undef, 'nil', undef, 'nil'], "[$label] worker_exit($_->{id}, nil, $_->{mine}, nil)") for @we;
     my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit");
     cb_is($me, [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract");
-    lock_ok($n, name => "[$label] callbacks never overlap");
+    checker_ok($n, label => $label);
     more_checks($n, $label, no_lock => 1);
     no_errors_ok($n, "[$label] no errors but the crash and the module's report of it",
                  @allow, qr/\b1-$victim->{pid}\b/);

@@ -58,10 +58,7 @@ sub failed_reload {
     cb_is($_, [undef, 'nil', undef, 'nil'], "[$label] worker_exit($_->{id}, nil, ., nil): next nil, not 0") for @we;
     my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit");
     cb_is($me, [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (gen 2 is a phantom)", phantom => [2]);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, phantom => [2]);    # gen 2 is a phantom
     no_errors_ok($n, "[$label] no errors but the bind failure", @allow);
 }
 
@@ -109,10 +106,7 @@ sub failed_reload {
     is(scalar select_cbs(\@c, event => 'master_exit', gen => 1), 1, "[$label] gen 1: one master_exit");
     is(scalar select_cbs(\@c, event => 'master_exit', gen => 2), 0, "[$label] gen 2 (rolled back): no master_exit");
     is(scalar select_cbs(\@c, event => 'master_exit', gen => 3), 1, "[$label] gen 3: one master_exit");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (gen 2 is a phantom)", phantom => [2]);
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, phantom => [2]);    # gen 2 is a phantom
     no_errors_ok($n, "[$label] no errors but the bind failure", @allow);
 }
 

@@ -56,10 +56,7 @@ sub err_logged {
     is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] exits mine 2 then 1");
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit"),
           [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts stay right");
-    lock_ok($n, name => "[$label] lock released after raising callbacks");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label);    # counts stay right, the lock is released
     no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
 }
 
@@ -91,10 +88,7 @@ sub err_logged {
           [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
     err_logged($n, $label, 'wm-test-boom-worker-exit', 4);
     err_logged($n, $label, 'wm-test-boom-master-exit', 2);
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts stay right");
-    lock_ok($n, name => "[$label] lock released after raising callbacks");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label);    # counts stay right, the lock is released
     no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
 }
 

@@ -36,9 +36,7 @@ use WorkerManager::Check;
                   && $el[$i]{pid} ne $el[$i - 1]{pid} && $el[$i]{t} - $el[$i - 1]{t} < 0.1;
     }
     ok($waited >= 2, "[$label] callbacks queued behind each other ($waited hand-overs under 100 ms)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract");
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label);
     no_errors_ok($n, "[$label] no errors");
 }
 
@@ -73,10 +71,7 @@ use WorkerManager::Check;
     is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] exits mine 2 then 1");
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit"),
           [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay)", complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap (the killed holder's hold ends with its death)", killed => 1);
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, complete => 1, killed => 1);    # the killed holder's hold ends with its death
     no_errors_ok($n, "[$label] no errors but the crash and its report", qr/exited on signal 9/, qr/\b1-$victim\b/,
                  $TAKEOVER_RE);
 }

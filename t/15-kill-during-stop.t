@@ -118,10 +118,7 @@ for my $hook (0, 1) {
     my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit");
     cb_is($me, [1, 'nil', 0, 'nil'], "[$label] master_exit(1, nil, 0, nil)");
     is($me->{logpid}, $other->{pid}, "[$label] ... in the other worker") if $me;
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts match the contract (exact replay)", on_crash => 1, complete => 1);
-    lock_ok($n, name => "[$label] callbacks never overlap", killed => 1);
-    invariants_ok($n, name => "[$label] run invariants hold");
+    checker_ok($n, label => $label, on_crash => 1, complete => 1, killed => 1);
     no_errors_ok($n, "[$label] no errors but the kill and the takeover of its lock", qr/exited on signal 9/, $TAKEOVER_RE);
 }
 

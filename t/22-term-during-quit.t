@@ -49,10 +49,7 @@ cb_is($we[1], [undef, 'nil', 1, 'nil'], 'the other worker_exit(., nil, 1, nil), 
 my $me = exactly_one([select_cbs(\@c, event => 'master_exit')], 'exactly one master_exit');
 cb_is($me, [1, 'nil', 0, 'nil'], 'master_exit(1, nil, 0, nil)');
 is($c[-1]{event}, 'master_exit', 'master_exit comes last');
-lifecycle_ok($n);
-model_ok($n, 'counts match the contract (exact replay)', complete => 1);
-lock_ok($n);
-invariants_ok($n);
+checker_ok($n, complete => 1);
 no_errors_ok($n, 'no errors but the sleep the exit hook cannot do',
              qr/API disabled in the context of exit_worker_by_lua/, qr/worker exit callback for .* failed/,
              qr/stack traceback|^\s+\S+:\d+: in /);

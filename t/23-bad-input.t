@@ -317,10 +317,7 @@ sub rejected_ok {
     is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', 'worker_exit mine 2 then 1');
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], 'one master_exit'), [1, 'nil', 0, 'nil'],
           'master_exit(1, nil, 0, nil)');
-    lifecycle_ok($n);
-    model_ok($n);
-    lock_ok($n);
-    invariants_ok($n) if defined &invariants_ok;    # (issue 6's run invariants, where Check.pm has them)
+    checker_ok($n);
     no_errors_ok($n);
 }
 
@@ -435,10 +432,7 @@ for my $t (
     @c = $n->callbacks(since => $mark);
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] one master_exit at QUIT"),
           [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
-    lifecycle_ok($n, name => "[$label] lifecycle invariants");
-    model_ok($n, "[$label] counts");
-    lock_ok($n, name => "[$label] callbacks never overlap");
-    invariants_ok($n, name => "[$label] run invariants hold") if defined &invariants_ok;
+    checker_ok($n, label => $label);
     no_errors_ok($n, "[$label] no other errors", qr/init_by_lua error: .*opts\.interval/);
 }
 

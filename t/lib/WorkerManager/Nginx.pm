@@ -209,8 +209,8 @@ LUA
 
     # the module's calls, or (driver self-test mode: no module) just a log line
     my ($init_call, $init_worker_call, $exit_worker) = $self->{module}
-        ? ('require("resty.worker.manager").on_init_by_lua($self->{opts}, $self->{master_start}, $self->{master_exit})',
-           'require("resty.worker.manager").on_init_worker_by_lua($self->{worker_start}, $self->{worker_exit})',
+        ? (qq{require("resty.worker.manager").on_init_by_lua($self->{opts}, $self->{master_start}, $self->{master_exit})},
+           qq{require("resty.worker.manager").on_init_worker_by_lua($self->{worker_start}, $self->{worker_exit})},
            $self->{exit_worker}
                // ($self->{exit_hook} ? 'require("resty.worker.manager").on_exit_worker_by_lua()' : undef))
         : ('ngx.log(ngx.WARN, "WMNOMOD init pid=", ngx.worker.pid())', '', $self->{exit_worker});
