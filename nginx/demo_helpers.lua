@@ -49,6 +49,21 @@ local function remember(line)
     end
 end
 
+-- " process=worker pid=.. slot=.. phase=.. t=..", the end of a worker's line
+local function worker_fields()
+    ngx.update_time()
+    return concat({
+        " process=worker pid=", ngx.worker.pid(), " slot=", tostring(ngx.worker.id()),
+        " phase=", ngx.get_phase(), " t=", fmt("%.3f", ngx.now()),
+    })
+end
+
+-- journals "event=<event> <fields>" and logs "demo: <event> <fields>" at NOTICE
+local function tell(event, fields)
+    remember("event=" .. event .. " " .. fields)
+    ngx.log(ngx.NOTICE, "demo: ", event, " ", fields)
+end
+
 function M.callback(event)
     return function(id, n_prev, n_mine, n_next)
         ngx.update_time()
@@ -80,15 +95,9 @@ end
 -- and journals it like the callbacks above
 function M.job(kind)
     return function(name, token, reason)
-        ngx.update_time()
-        local line = concat({
-            "event=singleton_", kind, " name=", name, " token=", tostring(token),
-            " reason=", tostring(reason), " process=worker pid=", ngx.worker.pid(),
-            " slot=", tostring(ngx.worker.id()), " phase=", ngx.get_phase(),
-            " t=", fmt("%.3f", ngx.now()),
-        })
-        remember(line)
-        ngx.log(ngx.NOTICE, "demo: singleton_", kind, " ", line:sub(#"event=singleton_" + #kind + 2))
+        tell("singleton_" .. kind, concat({
+            "name=", name, " token=", tostring(token), " reason=", tostring(reason), worker_fields(),
+        }))
     end
 end
 
@@ -97,15 +106,10 @@ end
 -- leave adds reason=stopped|lost), journalled like the callbacks above
 function M.fleet(kind)
     return function(node, n_nodes, reason)
-        ngx.update_time()
-        local line = concat({
-            "event=fleet_", kind, " node=", tostring(node), " n_nodes=", tostring(n_nodes),
-            kind == "leave" and (" reason=" .. tostring(reason)) or "",
-            " process=worker pid=", ngx.worker.pid(), " slot=", tostring(ngx.worker.id()),
-            " phase=", ngx.get_phase(), " t=", fmt("%.3f", ngx.now()),
-        })
-        remember(line)
-        ngx.log(ngx.NOTICE, "demo: fleet_", kind, " ", line:sub(#"event=fleet_" + #kind + 2))
+        tell("fleet_" .. kind, concat({
+            "node=", tostring(node), " n_nodes=", tostring(n_nodes),
+            kind == "leave" and (" reason=" .. tostring(reason)) or "", worker_fields(),
+        }))
     end
 end
 

@@ -39,32 +39,49 @@ symlink "$WorkerManager::Nginx::REPO/lib", $n->prefix . '/lib' or die "symlink: 
 my $r = $n->run_cmd('-t');
 is($r->{rc}, 0, 'nginx -t accepts the example') or diag $r->{out};
 
-$n->start(wait => 0);
-my @ws = $n->wait_log(qr/example: worker start: 1-\d+/, count => 2);
-like($ws[0]{text}, qr/example: worker start: 1-\d+, 1 in its generation, nil in older ones/, 'first worker start');
-like(join("\n", map { $_->{text} } $n->grep_log(qr/example: master start/)),
-     qr/master start: generation 1, workers in older generations: nil/, 'master start of generation 1');
-my ($code, $body) = $n->get('/');
-is($code, 200, 'GET /');
-like($body, qr/^hello from worker \d+/, 'body');
+# The example's own lines after each step, and how many of each: [count, line]
+my @STEPS = (
+    [start => [
+        [1, qr/example: master start: generation 1, workers in older generations: nil/],
+        [2, qr/example: worker start: 1-\d+, [12] in its generation, nil in older ones/],
+    ]],
+    [reload => [
+        [1, qr/example: master start: generation 2, workers in older generations: 2/],
+        # n_next is 2 once both new workers started; under load the second
+        # one may still be starting when the old ones are told to quit (1)
+        [2, qr/example: worker exit: 1-\d+, \d left .*, [12] in newer ones: reload/],
+        [1, qr/example: master exit: generation 1 \(reload\)/],
+    ]],
+    [quit => [
+        [2, qr/example: worker exit: 2-\d+, \d left .*, stop/],
+        [1, qr/example: master exit: generation 2 \(stop\)/],
+    ]],
+);
 
-my $mark = $n->mark;
-$r = $n->run_cmd('-s', 'reload');
-is($r->{rc}, 0, 'nginx -s reload') or diag $r->{out};
-$n->wait_log(qr/example: master exit: generation 1 \(reload\)/, since => $mark);
-like(join("\n", map { $_->{text} } $n->grep_log(qr/example: master start/, since => $mark)),
-     qr/master start: generation 2, workers in older generations: 2/, 'reload: master start of generation 2');
-# n_next is 2 once both new workers started; under load the second one may
-# still be starting when the old ones are told to quit (then 1).
-is(scalar $n->grep_log(qr/example: worker exit: 1-\d+, \d left .*, [12] in newer ones: reload/, since => $mark), 2,
-   'reload: both old workers report a reload');
-
-$mark = $n->mark;
-$r = $n->run_cmd('-s', 'quit');
-is($r->{rc}, 0, 'nginx -s quit');
-ok($n->wait_exit, 'stopped');
-is(scalar $n->grep_log(qr/example: worker exit: 2-\d+, \d left .*, stop/, since => $mark), 2, 'stop: both workers report a stop');
-is(scalar $n->grep_log(qr/example: master exit: generation 2 \(stop\)/, since => $mark), 1, 'stop: one master exit');
+for my $step (@STEPS) {
+    my ($do, $lines) = @$step;
+    my $mark = $n->mark;
+    if ($do eq 'start') {
+        $n->start(wait => 0);
+    } else {
+        my $r = $n->run_cmd('-s', $do);
+        is($r->{rc}, 0, "nginx -s $do") or diag $r->{out};
+    }
+    for my $l (@$lines) {
+        my ($count, $re) = @$l;
+        $n->wait_log($re, since => $mark, count => $count);
+    }
+    ok($n->wait_exit, 'stopped') if $do eq 'quit';
+    for my $l (@$lines) {
+        my ($count, $re) = @$l;
+        is(scalar $n->grep_log($re, since => $mark), $count, "[$do] $count x $re");
+    }
+    if ($do eq 'start') {
+        my ($code, $body) = $n->get('/');
+        is($code, 200, 'GET /');
+        like($body, qr/^hello from worker \d+/, 'body');
+    }
+}
 no_errors_ok($n, 'no warn or error lines');
 # the example's own settings (interval 10, failed 5, the exit hook)
 $n->{opts} = '{ shm = "worker_manager", interval = 10, failed = 5 }';

@@ -29,26 +29,19 @@ use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
+use WorkerManager::BadInput;
 
 # ------------------------------------------------------------ Lua helpers
 
 # Defined at the top of every Lua block.  `bad` is a recorder that must never
 # run: every bad call passes it where a good callback is allowed.
-my $HELPER = <<'LUA';
+my $HELPER = <<'LUA' . $TRY_LUA . <<'LUA';
         local M = require "resty.worker.manager"
         local wm = require "wm_test"
         local bad = wm.rec("bad")
         local callable = setmetatable({}, { __call = function() end })
         local function esc(s) return (tostring(s):gsub("\n", "\\n")) end
-        local function try(name, call)
-            local info = debug.getinfo(call, "S")
-            local where = info.short_src .. ":" .. info.linedefined .. ": "
-            local ok, err = pcall(call)
-            local msg = tostring(err)
-            local at = msg:sub(1, #where) == where
-            ngx.log(ngx.WARN, "WMBAD ", name, " ok=", tostring(ok), " at=", tostring(at), " where=", where,
-                    "msg=<<", esc(at and msg:sub(#where + 1) or msg), ">>")
-        end
+LUA
         local function try_status(name)
             local ok, a, b = pcall(M.status)
             ngx.log(ngx.WARN, "WMSTATUS ", name, " raised=", tostring(not ok), " r1=", type(a), " r2=", type(b),
@@ -216,28 +209,15 @@ my $location = "location = /bad {\n" . join("\n", map { request_block($_) } @REQ
 
 # ------------------------------------------------------------ parsing
 
+# the first try of each call, and the status() probes
 sub parse_bad {
     my ($n) = @_;
-    my (%val, %st);
-    for my $e ($n->grep_log(qr/\bWMBAD /)) {
-        next unless $e->{text} =~ /\bWMBAD (\S+) ok=(\w+) at=(\w+) where=(.*?): msg=<<(.*)>>/s;
-        $val{$1} //= { ok => $2, at => $3, where => $4, msg => $5 };
-    }
+    my %st;
     for my $e ($n->grep_log(qr/\bWMSTATUS /)) {
         next unless $e->{text} =~ /\bWMSTATUS (\S+) raised=(\w+) r1=(\w+) r2=(\w+) err=<<(.*)>>/s;
         $st{$1} //= { raised => $2, r1 => $3, r2 => $4, err => $5 };
     }
-    return (\%val, \%st);
-}
-
-# "init_by_lua(nginx.conf:28):17" -> the text of that line of nginx.conf
-sub conf_line {
-    my ($n, $where) = @_;
-    return undef unless $where =~ /^\w+_by_lua\(nginx\.conf:(\d+)\):(\d+)$/;
-    my $line = $1 + $2 - 1;
-    open my $fh, '<', $n->conf or return undef;
-    my @l = <$fh>;
-    return $l[$line - 1];
+    return (first_bad_calls($n), \%st);
 }
 
 my @table;    # [entry, input, message] for WM_BAD_TABLE

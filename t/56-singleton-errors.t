@@ -16,21 +16,13 @@ use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
+use WorkerManager::BadInput;
 
-# try(name, call): pcall, then log the message without the position when it
-# is the closure's own line (the caller's line), as WMBAD lines.
-my $HELPER = <<'LUA';
+# try(name, call) (WorkerManager::BadInput) logs each bad call's outcome.
+my $HELPER = <<'LUA' . $TRY_LUA . <<'LUA';
         local M = require "resty.worker.manager"
         local wm = require "wm_test"
-        local function try(name, call)
-            local info = debug.getinfo(call, "S")
-            local where = info.short_src .. ":" .. info.linedefined .. ": "
-            local ok, err = pcall(call)
-            local msg = tostring(err)
-            local at = msg:sub(1, #where) == where
-            ngx.log(ngx.WARN, "WMBAD ", name, " ok=", tostring(ok), " at=", tostring(at),
-                    " msg=<<", (at and msg:sub(#where + 1) or msg):gsub("\n", "\\n"), ">>")
-        end
+LUA
         local good = { start = function() end }
         local fn = function() end
 LUA
@@ -108,13 +100,9 @@ $want{'init every'} = "every must be called from init_worker_by_lua\\*, not in p
 $n->start;
 
 # every bad call, in each worker (and the master for the init ones)
-my %seen;
-for my $e ($n->grep_log(qr/WMBAD /)) {
-    my ($name, $ok, $at, $msg) = $e->{text} =~ /WMBAD (.+?) ok=(\w+) at=(\w+) msg=<<(.*)>>/s or next;
-    push @{ $seen{$name} }, { ok => $ok, at => $at, msg => $msg };
-}
+my $seen = bad_calls($n);
 for my $name (sort keys %want) {
-    my @s = @{ $seen{$name} // [] };
+    my @s = @{ $seen->{$name} // [] };
     ok(@s >= 1, "$name: tried") or next;
     is(scalar(grep { $_->{ok} eq 'false' } @s), scalar @s, "$name: raises");
     is(scalar(grep { $_->{at} eq 'true' } @s), scalar @s, "$name: at the caller's line");

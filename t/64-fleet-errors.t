@@ -33,16 +33,7 @@ use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
-
-sub slurp { my $f = shift; open my $fh, '<', $f or return ''; local $/; return <$fh> // '' }
-
-# "init_by_lua(nginx.conf:28):4" -> the text of that line of nginx.conf
-sub conf_line {
-    my ($n, $where) = @_;
-    return undef unless defined $where && $where =~ /^\w+_by_lua\(nginx\.conf:(\d+)\):(\d+)$/;
-    my @l = split /\n/, slurp($n->conf);
-    return $l[$1 + $2 - 2];
-}
+use WorkerManager::BadInput;
 
 # ------------------------------------------------------------ the cases
 
@@ -231,9 +222,7 @@ for my $c (@CASES) {
                                       opts => qq{{ shm = "wm", interval = 1, cluster = $cluster }});
     my $rc = $n->start(expect_fail => 1);
     isnt($rc, 0, "[$label] nginx refuses to start");
-    my $stderr = slurp($n->prefix . '/logs/stderr.log');
-    my ($all) = $stderr =~ /init_by_lua error: (.*?)(?:\nstack traceback:|\n?\z)/s;
-    my ($where, $msg) = defined $all && $all =~ /\A(\S*?:\d+): (.*)\z/s ? ($1, $2) : (undef, $all);
+    my ($where, $msg, $all, $stderr) = init_error($n);
     if (!defined $msg) {
         fail("[$label] the init_by_lua error") for 1, 2;
         diag $stderr;
@@ -252,19 +241,10 @@ for my $c (@CASES) {
 
 # ------------------------------------------------------------ the good cases
 
-# try(name, call): pcall, then log the message without the position when it
-# is the closure's own line (the caller's line), as WMBAD lines.
-my $TRY = <<'LUA';
+# try(name, call) (WorkerManager::BadInput) logs each bad call's outcome.
+my $TRY = <<'LUA' . $TRY_LUA . <<'LUA';
         local M = require "resty.worker.manager"
-        local function try(name, call)
-            local info = debug.getinfo(call, "S")
-            local where = info.short_src .. ":" .. info.linedefined .. ": "
-            local ok, err = pcall(call)
-            local msg = tostring(err)
-            local at = msg:sub(1, #where) == where
-            ngx.log(ngx.WARN, "WMBAD ", name, " ok=", tostring(ok), " at=", tostring(at),
-                    " msg=<<", (at and msg:sub(#where + 1) or msg):gsub("\n", "\\n"), ">>")
-        end
+LUA
         local job = { start = function() end }
 LUA
 
@@ -340,19 +320,15 @@ LUA
     my @keys = @{ $redis->cmd('KEYS', '*') };
     is(scalar(grep { !/^\{wm\}:/ } @keys), 0, '[defaults] every key is under {wm}:') or diag "@keys";
 
-    my %seen;
-    for my $e ($n->grep_log(qr/WMBAD /)) {
-        my ($what, $ok, $at, $msg) = $e->{text} =~ /WMBAD (.+?) ok=(\w+) at=(\w+) msg=<<(.*)>>/s or next;
-        push @{ $seen{$what} }, { ok => $ok, at => $at, msg => $msg };
-    }
+    my $seen = bad_calls($n);
     for my $what (sort keys %want) {
-        my @s = @{ $seen{$what} // [] };
+        my @s = @{ $seen->{$what} // [] };
         is(scalar @s, 2, "[reserved] $what: tried in both workers") or next;
         is(scalar(grep { $_->{ok} eq 'false' && $_->{at} eq 'true' } @s), 2, "[reserved] $what: raises at the caller's line");
         is(scalar(grep { $_->{msg} ne $want{$what} } @s), 0, "[reserved] $what: $want{$what}")
             or diag join "\n", map { $_->{msg} } @s;
     }
-    is(join(',', map { $_->{ok} } @{ $seen{'holds not at the start'} // [] }), 'true,true',
+    is(join(',', map { $_->{ok} } @{ $seen->{'holds not at the start'} // [] }), 'true,true',
        '[reserved] a name with "[worker-manager]" later in it is the user\'s');
 
     $n->signal('QUIT');

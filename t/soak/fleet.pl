@@ -30,6 +30,7 @@ use Getopt::Long qw(GetOptions);
 use Time::HiRes qw(time sleep);
 use Test::More ();
 use WorkerManager::Nginx;
+use WorkerManager::Chance;
 use WorkerManager::Redis;
 use WorkerManager::Check qw(checker_errors);
 use WorkerManager::SingletonCheck qw(fleet_singleton_errors);
@@ -89,16 +90,6 @@ sub start_node {
 
 sub running { grep { $_->{n}->master_pid && $_->{n}->alive($_->{n}->master_pid) } values %slot }
 
-sub pick {
-    my @w = @_;
-    my $total = 0;
-    $total += $w[$_] for grep { $_ % 2 } 0 .. $#w;
-    my $r = rand $total;
-    for (my $i = 0; $i < @w; $i += 2) {
-        return $w[$i] if ($r -= $w[ $i + 1 ]) < 0;
-    }
-    return $w[-2];
-}
 
 my %do = (
     reload => sub {

@@ -43,6 +43,7 @@ use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use Test::More ();
 use WorkerManager::Nginx;
+use WorkerManager::Chance;
 use WorkerManager::Check;
 
 my %opt = (duration => $ENV{DURATION} // 600, seed => $ENV{SOAK_SEED}, 'min-workers' => 2, 'max-workers' => 4,
@@ -99,16 +100,6 @@ printf "soak: %d s, seed %d (SOAK_SEED=%d replays the decisions), %d-%d workers,
 sub say_v { print @_, "\n" if $opt{verbose} }
 sub elapsed { sprintf '%6.1f', time - $T0 }
 
-sub pick {
-    my @w = @_;    # (name => weight, ...)
-    my $total = 0;
-    $total += $w[$_] for grep { $_ % 2 } 0 .. $#w;
-    my $r = rand $total;
-    for (my $i = 0; $i < @w; $i += 2) {
-        return $w[$i] if ($r -= $w[ $i + 1 ]) < 0;
-    }
-    return $w[-2];
-}
 
 sub violation {
     my ($kind, $msg, $findings) = @_;

@@ -151,13 +151,13 @@ sub new {
     return $self;
 }
 
-sub pid         { $_[0]{pid} }
-sub port        { $_[0]{port} }
-sub socket_path { $_[0]{socket} }
-sub password    { $_[0]{password} }
-sub dir         { $_[0]{dir} }
-sub conf_path   { $_[0]{conf} }
-sub log_path    { $_[0]{log} }
+# accessors: method => field
+my %FIELD = (pid => 'pid', port => 'port', socket_path => 'socket', password => 'password', dir => 'dir',
+             conf_path => 'conf', log_path => 'log');
+for my $method (keys %FIELD) {
+    no strict 'refs';
+    *{$method} = sub { $_[0]{ $FIELD{$method} } };
+}
 sub is_sentinel { defined $_[0]{sentinel} }
 
 my %HANDED_OUT;    # ports free_port() returned already: never twice in one test
@@ -414,25 +414,21 @@ sub _proc_state {
     return $s =~ /^\d+ \(.*\) (\S)/s ? $1 : '';
 }
 
-# SIGSTOP; returns once the process is stopped.
-sub pause {
-    my $self = shift;
+# sends $sig; returns once the process's state (a /proc letter) is $settled
+sub _signal_until {
+    my ($self, $sig, $settled, $what) = @_;
     my $pid = $self->{pid} or die $self->describe . " is not running\n";
-    _verbose("kill -STOP " . $self->describe);
-    CORE::kill('STOP', $pid);
-    $self->wait_until(sub { _proc_state($pid) =~ /^[Tt]$/ }, desc => $self->describe . " stopped by SIGSTOP");
+    _verbose("kill -$sig " . $self->describe);
+    CORE::kill($sig, $pid);
+    $self->wait_until(sub { $settled->(_proc_state($pid)) }, desc => $self->describe . " $what");
     return $self;
 }
 
+# SIGSTOP; returns once the process is stopped.
+sub pause { $_[0]->_signal_until('STOP', sub { $_[0] =~ /^[Tt]$/ }, 'stopped by SIGSTOP') }
+
 # SIGCONT; returns once the process runs again.
-sub resume {
-    my $self = shift;
-    my $pid = $self->{pid} or die $self->describe . " is not running\n";
-    _verbose("kill -CONT " . $self->describe);
-    CORE::kill('CONT', $pid);
-    $self->wait_until(sub { _proc_state($pid) !~ /^[Tt]$/ }, desc => $self->describe . " running after SIGCONT");
-    return $self;
-}
+sub resume { $_[0]->_signal_until('CONT', sub { $_[0] !~ /^[Tt]$/ }, 'running after SIGCONT') }
 
 # stop, then start on the same port / socket: the server comes back empty.
 sub restart {
