@@ -1,93 +1,102 @@
-# A callback that raises: the error and a traceback are logged at ERR, the
-# on_* call returns normally (nginx starts, reloads, serves), the counts stay
-# right, the lock is released and later callbacks still run.
+# A callback that raises: the error and a traceback are logged at ERR by the
+# process that ran it, the on_* call returns normally (nginx starts, reloads,
+# serves), the counts stay right, the lock is released and later callbacks
+# still run.
+#
+# Each case is the callbacks that raise and what must hold after each step
+# of the node's life (start, HUP, QUIT): the n_mine of the worker starts
+# and exits of that step in order, the master callbacks of that step, and
+# how often each raised error has been logged at ERR so far.
 use strict;
 use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 
-sub err_logged {
-    my ($n, $label, $marker, $count) = @_;
-    my @e = grep { $_->{level} eq 'error' } $n->grep_log(qr/\Q$marker\E/);
-    @e = grep { $_->{text} !~ /\bWMCB/ } @e;
-    is(scalar @e, $count, "[$label] $marker logged $count time(s) at ERR")
-        or diag join '', map { "  $_->{line}\n" } $n->grep_log(qr/\Q$marker\E/);
-    for my $e (@e) {
-        like($e->{text}, qr/traceback/i, "[$label] ... with a traceback");
-        last;
+my @CASES = (
+    {
+        label => 'start callbacks raise',
+        conf  => {
+            master_start => 'wm.rec("master_start", { raise = "wm-test-boom-master-start" })',
+            worker_start => 'wm.rec("worker_start", { raise = "wm-test-boom-worker-start", '
+                          . 'when = function(id, p, m) return m == 1 end })',
+        },
+        start  => { worker_start => '1,2',
+                    errors => { 'wm-test-boom-master-start' => 1, 'wm-test-boom-worker-start' => 1 } },
+        reload => { master_start => [2, 2, 0, 'nil'], worker_start => '1,2', master_exits => 1,
+                    errors => { 'wm-test-boom-master-start' => 2, 'wm-test-boom-worker-start' => 2 } },
+        quit   => { worker_exit => '2,1', master_exit => [2, 0, 0, 'nil'],
+                    errors => { 'wm-test-boom-master-start' => 2, 'wm-test-boom-worker-start' => 2 } },
+    },
+    {
+        label => 'exit callbacks raise',
+        conf  => {
+            worker_exit => 'wm.rec("worker_exit", { raise = "wm-test-boom-worker-exit" })',
+            master_exit => 'wm.rec("master_exit", { raise = "wm-test-boom-master-exit" })',
+        },
+        start  => { worker_start => '1,2', errors => {} },
+        reload => { worker_exit => '2,1', master_exits => 1,
+                    errors => { 'wm-test-boom-worker-exit' => 2, 'wm-test-boom-master-exit' => 1 } },
+        quit   => { worker_exit => '2,1', master_exit => [2, 0, 0, 'nil'],
+                    errors => { 'wm-test-boom-worker-exit' => 4, 'wm-test-boom-master-exit' => 2 } },
+    },
+);
+
+# the raised errors at ERR so far: each with a traceback, logged by a
+# process that ran a callback of that kind
+sub errors_ok {
+    my ($n, $label, $errors) = @_;
+    my %ran_in = map { ("$_->{event}/$_->{logpid}" => 1) } $n->callbacks;
+    for my $marker (sort keys %$errors) {
+        my ($event) = $marker =~ /^wm-test-boom-(\w+-\w+)$/;
+        $event =~ tr/-/_/;
+        my @e = grep { $_->{level} eq 'error' && $_->{text} !~ /\bWMCB/ } $n->grep_log(qr/\Q$marker\E/);
+        is(scalar @e, $errors->{$marker}, "[$label] $marker logged $errors->{$marker} time(s) at ERR")
+            or diag join '', map { "  $_->{line}\n" } $n->grep_log(qr/\Q$marker\E/);
+        is(scalar(grep { $_->{text} !~ /traceback/i } @e), 0, "[$label] ... each with a traceback");
+        is(scalar(grep { !$ran_in{"$event/$_->{pid}"} } @e), 0, "[$label] ... by the process that ran the $event");
     }
-    return @e;
 }
 
-# --- raising master_start and first worker_start
-{
-    my $label = 'start callbacks raise';
-    my $n = WorkerManager::Nginx->new(
-        workers      => 2,
-        master_start => 'wm.rec("master_start", { raise = "wm-test-boom-master-start" })',
-        worker_start => 'wm.rec("worker_start", { raise = "wm-test-boom-worker-start", when = function(id, p, m) return m == 1 end })',
-        init_after   => 'ngx.log(ngx.WARN, "WMINIT returned")',
-    );
-    $n->start;    # WMREADY is logged after on_init_worker_by_lua returned
-    is(scalar $n->grep_log(qr/WMINIT returned/), 1, "[$label] on_init_by_lua returned normally");
-    my @e = err_logged($n, $label, 'wm-test-boom-master-start', 1);
-    @e = err_logged($n, $label, 'wm-test-boom-worker-start', 1);
-    my ($code) = $n->get('/ping');
-    is($code, 200, "[$label] nginx serves");
-    my @c = $n->callbacks;
+# what a step's callbacks must be
+sub step_ok {
+    my ($n, $label, $mark, $want) = @_;
+    my @c = $n->callbacks(since => $mark);
     note "[$label] callbacks:\n" . cbs_str(@c);
-    my @ws = select_cbs(\@c, event => 'worker_start');
-    is(join(',', map { $_->{mine} } @ws), '1,2', "[$label] the next worker still sees mine=2");
-    is($e[0]{pid}, $ws[0]{pid}, "[$label] the error was logged by the raising worker") if @e && @ws;
-
-    # a reload still works (master_start raises again)
-    my $mark = $n->reload;
-    $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark, desc => 'master_exit of gen 1');
-    @c = $n->callbacks(since => $mark);
-    cb_is((select_cbs(\@c, event => 'master_start'))[0], [2, 2, 0, 'nil'], "[$label] reload: master_start(2, 2, 0, nil)");
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_start')), '1,2', "[$label] reload: gen-2 mine 1, 2");
-    err_logged($n, $label, 'wm-test-boom-master-start', 2);
-
-    $mark = $n->mark;
-    $n->signal('QUIT');
-    ok($n->wait_exit, "[$label] QUIT stops nginx");
-    @c = $n->callbacks(since => $mark);
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] exits mine 2 then 1");
+    for my $event (qw(worker_start worker_exit)) {
+        next unless defined $want->{$event};
+        is(join(',', map { $_->{mine} } select_cbs(\@c, event => $event)), $want->{$event},
+           "[$label] $event n_mine in order: $want->{$event}");
+    }
+    cb_is((select_cbs(\@c, event => 'master_start'))[0], $want->{master_start},
+          "[$label] master_start(@{ $want->{master_start} })") if $want->{master_start};
+    is(scalar select_cbs(\@c, event => 'master_exit'), $want->{master_exits}, "[$label] $want->{master_exits} master exit")
+        if defined $want->{master_exits};
     cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] exactly one master_exit"),
-          [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
-    checker_ok($n, label => $label);    # counts stay right, the lock is released
-    no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
+          $want->{master_exit}, "[$label] master_exit(@{ $want->{master_exit} })") if $want->{master_exit};
+    errors_ok($n, $label, $want->{errors});
 }
 
-# --- raising exit callbacks (HUP, then QUIT)
-{
-    my $label = 'exit callbacks raise';
-    my $n = WorkerManager::Nginx->new(
-        workers     => 2,
-        worker_exit => 'wm.rec("worker_exit", { raise = "wm-test-boom-worker-exit" })',
-        master_exit => 'wm.rec("master_exit", { raise = "wm-test-boom-master-exit" })',
-    );
-    $n->start;
-    my $mark = $n->reload;
+for my $case (@CASES) {
+    my $label = $case->{label};
+    my $n = WorkerManager::Nginx->new(workers => 2, init_after => 'ngx.log(ngx.WARN, "WMINIT returned")',
+                                      %{ $case->{conf} });
+    my $mark = $n->mark;
+    $n->start;    # WMREADY is logged after on_init_worker_by_lua returned
+    is(scalar $n->grep_log(qr/WMINIT returned/), 1, "[$label start] on_init_by_lua returned normally");
+    is(scalar $n->get('/ping'), 200, "[$label start] nginx serves");
+    step_ok($n, "$label start", $mark, $case->{start});
+
+    $mark = $n->reload;
     $n->wait_log(qr/\bWMCB master_exit id=1 /, since => $mark, desc => 'master_exit of gen 1');
     $n->wait_until(sub { $n->worker_pids(all => 1) == 2 }, desc => 'gen-1 workers gone');
-    my @c = $n->callbacks(since => $mark);
-    note "[$label] HUP callbacks:\n" . cbs_str(@c);
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit', gen => 1)), '2,1',
-       "[$label] HUP: both old exits run although the first raised");
-    exactly_one([select_cbs(\@c, event => 'master_exit', gen => 1)], "[$label] HUP: one master_exit for gen 1");
-    is(scalar $n->get('/ping'), 200, "[$label] gen 2 serves");
+    is(scalar $n->get('/ping'), 200, "[$label reload] generation 2 serves");
+    step_ok($n, "$label reload", $mark, $case->{reload});
 
     $mark = $n->mark;
     $n->signal('QUIT');
-    ok($n->wait_exit, "[$label] QUIT stops nginx although exit callbacks raise");
-    @c = $n->callbacks(since => $mark);
-    is(join(',', map { $_->{mine} } select_cbs(\@c, event => 'worker_exit')), '2,1', "[$label] QUIT: exits mine 2 then 1");
-    cb_is(exactly_one([select_cbs(\@c, event => 'master_exit')], "[$label] QUIT: exactly one master_exit"),
-          [2, 0, 0, 'nil'], "[$label] master_exit(2, 0, 0, nil)");
-    err_logged($n, $label, 'wm-test-boom-worker-exit', 4);
-    err_logged($n, $label, 'wm-test-boom-master-exit', 2);
+    ok($n->wait_exit, "[$label quit] QUIT stops nginx");
+    step_ok($n, "$label quit", $mark, $case->{quit});
     checker_ok($n, label => $label);    # counts stay right, the lock is released
     no_errors_ok($n, "[$label] no other errors", qr/wm-test-boom/);
 }
