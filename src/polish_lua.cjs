@@ -58,9 +58,22 @@ function line_comments(node) {
     return lines.map((l) => (l.trim() === "" ? "" : l));
 }
 
+/** Stands for a blank line of the source before a statement (see Printer.printComment). */
+const BLANK = "\u0000blank";
+
+/** Whether the source has a blank line before the statement (before its comments). */
+function blank_before(node) {
+    if (node.pos < 0 || node.getSourceFile() === undefined) return false;
+    const text = node.getSourceFile().getFullText();
+    const trivia = text.slice(node.getFullStart(), node.getStart());
+    const before_comments = trivia.split(/\/\/|\/\*/)[0];
+    return /\n[ \t]*\r?\n/.test(before_comments);
+}
+
 function keep_comments(node, context) {
     const out = context.superTransformStatements(node);
     const lines = line_comments(node);
+    if (blank_before(node)) lines.unshift(BLANK);
     if (lines.length > 0 && out.length > 0) {
         const first = out[0];
         first.leadingComments = [...lines, ...(first.leadingComments || [])];
@@ -101,6 +114,11 @@ for (const kind of STATEMENTS) visitors[kind] = keep_comments;
 // ---------------------------------------------------------------- printer
 
 class Printer extends tstl.LuaPrinter {
+    printComment(comment) {
+        if (comment === BLANK) return "";
+        return super.printComment(comment);
+    }
+
     printBinaryExpression(expression) {
         if (expression.operator !== tstl.SyntaxKind.ConcatOperator) {
             return super.printBinaryExpression(expression);
@@ -165,7 +183,7 @@ function fold_requires(code) {
 
 /** `local _M = { _VERSION = "x" }` instead of a `_VERSION` local exported at the end. */
 function version_in_table(code) {
-    const m = /\nlocal _VERSION = ("[^"\n]*")\n_M\._VERSION = _VERSION\n/.exec(code);
+    const m = /\nlocal _VERSION = ("[^"\n]*")\n+_M\._VERSION = _VERSION\n/.exec(code);
     if (!m) return code;
     return code.replace(m[0], "\n").replace(/^local _M = \{\}$/m, `local _M = { _VERSION = ${m[1]} }`);
 }
@@ -210,7 +228,11 @@ function lay_out_top(code) {
     let end = at;
     // requires and cached locals (`local now = ngx.now`), not constants
     const cached = (l) => /^local \w+(, \w+)* =( \S|$)/.test(l) && !/ = (-?\d|"|\{|true|false|nil)/.test(l);
-    while (end < lines.length && (cached(lines[end]) || /^    \S/.test(lines[end]))) end++;
+    const blank_then_cached = (i) => lines[i] === "" && i + 1 < lines.length && cached(lines[i + 1]);
+    while (end < lines.length && (cached(lines[end]) || /^    \S/.test(lines[end]) || blank_then_cached(end))) {
+        if (lines[end] === "") lines.splice(end, 1);
+        else end++;
+    }
     lines.splice(end, 0, "", table, "");
     for (let i = end + 3; i < lines.length; i++) {
         if (/^--/.test(lines[i]) && lines[i - 1] !== "" && !/^--/.test(lines[i - 1])) {

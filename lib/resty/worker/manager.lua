@@ -58,6 +58,7 @@ local UNDECIDED_STEP = 0.05
 -- (nginx sends KILL ~1.5 s after TERM), and in which steps (blocking).
 local FAST_STOP_WAIT = 0.5
 local FAST_STOP_STEP = 0.01
+
 local node = nil
 local worker_hooked = false
 local worker = nil
@@ -172,6 +173,7 @@ local function on_init_by_lua(opts, master_start, master_exit)
     }
     node = created
     fleet.setup(cluster, dict)
+
     local kind = process_type()
     if kind == "signaller" or testing_config() then
         -- Old lua-nginx-module versions run init_by_lua in `nginx -s` and
@@ -184,6 +186,7 @@ local function on_init_by_lua(opts, master_start, master_exit)
         -- no configuration load: only status() needs what is set up above.
         return true
     end
+
     -- On a reload a worker killed inside a shm call may still hold the
     -- zone's mutex: nginx frees it only once this returns.
     free_dead_shm_mutex(dict)
@@ -363,6 +366,7 @@ local function leave(can_yield)
     -- The stops of the singletons it holds run now, outside the lock, after
     -- their running start or fn returned; the holdings end under the lock.
     singletons.stop_for_exit(reason, can_yield)
+
     local hold = lock_for_exit(dict, can_yield)
     if not w.reported then
         hold, reason, known = report_exit(n, w, hold, reason, known, failed, can_yield)
@@ -702,6 +706,7 @@ local function start_jobs(n, w)
         leases.setup(n.cluster, dict, fleet.holder_id)
         singletons.add(fleet.AGENT, nil, nil, fleet.agent, n.cluster.interval)
     end
+
     w.last_beat = now()
     local ok, err = timer_every(n.interval, on_beat)
     if not ok then
@@ -741,6 +746,7 @@ local function on_init_worker_by_lua(worker_start, worker_exit)
     local dict = n.dict
     local pid = worker_pid()
     local early, lost = arrive_early(dict, config, slot, pid)
+
     local hold = lock.acquire(dict, false)
     update_time()
     registry.sweep(dict, now(), n.failed)

@@ -28,6 +28,7 @@ pcall(
     "typedef struct { volatile unsigned long *lock; volatile unsigned long *wait; uintptr_t semaphore; uintptr_t spare[8]; } "
         .. "resty_worker_manager_shmtx_t;"
 )
+
 local C = ffi.C
 local ESRCH = 3
 

@@ -137,6 +137,7 @@ local fleet_ran = keyed("f:ran:")
 
 --- The highest token of cluster singleton `name` this node saw: the floor of its next one.
 local fleet_seen = keyed("f:seen:")
+
 _M.FLEET = FLEET
 _M.fleet_seen = fleet_seen
 _M.fleet_member = fleet_member

@@ -45,6 +45,7 @@ local CHECK_HOLDER_AFTER = 0.005
 -- callbacks still run one at a time. Put back after every release.
 local RESERVE = LOCK .. ":reserve"
 local UNLOCKED = ""
+
 local taken = 0
 
 --- This process's hold, while it has one.

@@ -5,6 +5,7 @@ local _M = {}
 
 --- The module's one logging entry: every line is prefixed so users can grep it.
 local ngx_log = ngx.log
+
 local PREFIX = "[worker-manager] "
 
 local function log(level, ...)

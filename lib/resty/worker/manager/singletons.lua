@@ -32,6 +32,7 @@ local WATCH = 0.01
 
 --- Step of an exiting holder's wait for its running start or fn to return.
 local BUSY_STEP = 0.001
+
 local jobs = {}
 local by_name = {}
 local me = nil

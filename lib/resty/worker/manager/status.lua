@@ -20,6 +20,7 @@ local BLOCKING_WAIT = 0.05
 
 --- How long it waits where it can yield.
 local YIELDING_WAIT = 5
+
 local YIELDABLE = {
     rewrite = true,
     server_rewrite = true,

@@ -14,6 +14,7 @@ local _M = {}
 
 local NAMES = { "resty.redis", "nginx.redis" }
 local KEEPALIVE_MS = 60000
+
 local redis = nil
 
 --- lua-resty-redis 0.28 and later have set_timeouts. Asked of the module

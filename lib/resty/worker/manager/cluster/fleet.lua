@@ -44,6 +44,7 @@ local CLAIM_TTL = 60
 
 --- How long the stream keeps an event, at least: a node away longer misses events.
 local MIN_RETENTION = 3600 * 1000
+
 local config = nil
 local dict = nil
 local census = nil

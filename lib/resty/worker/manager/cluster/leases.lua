@@ -38,6 +38,7 @@ local LEASE_SHARE = 0.8
 
 --- Poll step while a stop waits for a running start or fn.
 local WAIT_STEP = 0.01
+
 local config = nil
 local dict = nil
 

@@ -119,6 +119,7 @@ local RELEASE = script(
         .. LEASE_PRELUDE
         .. "\nif holder ~= ARGV[1] or token ~= tonumber(ARGV[2]) then\n    return 0\nend\nredis.call('HSET', lease, 'expires', '0')\nreturn 1\n"
 )
+
 _M.keys = keys
 _M.lease_key = lease_key
 _M.PRESENCE = PRESENCE
