@@ -50,7 +50,18 @@ local function inside()
     return callback_thread ~= nil and callback_thread == current_thread()
 end
 
+--- Runs a singleton's start, stop or fn (`what`) protected: an error is
+-- logged with its traceback, the job's name, the worker and the token.
+-- `kind`: "singleton" or "cluster singleton".
+local function run_job(kind, what, name, worker, token, f, reason)
+    local ok, err = xpcall(f, on_error, name, token, reason)
+    if not ok then
+        log(ERR, kind, " '", name, "' ", what, " failed in worker ", worker, " (token ", token, "): ", err)
+    end
+end
+
 _M.run = run
+_M.run_job = run_job
 _M.inside = inside
 _M.on_error = on_error
 

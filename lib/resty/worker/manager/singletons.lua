@@ -19,7 +19,7 @@ local registry = require("resty.worker.manager.registry")
 local lock = require("resty.worker.manager.lock")
 local pid_alive = require("resty.worker.manager.host").pid_alive
 local log = require("resty.worker.manager.log").log
-local on_error = require("resty.worker.manager.callbacks").on_error
+local run_job = require("resty.worker.manager.callbacks").run_job
 local ERR, NOTICE = ngx.ERR, ngx.NOTICE
 local now, update_time, sleep = ngx.now, ngx.update_time, ngx.sleep
 local timer_at, timer_every = ngx.timer.at, ngx.timer.every
@@ -52,22 +52,7 @@ local looking = false
 
 --- Runs user code protected; an error is logged with the name, token and worker id.
 local function call(what, job, token, f, reason)
-    local ok, err = xpcall(f, on_error, job.name, token, reason)
-    if not ok then
-        log(
-            ERR,
-            "singleton '",
-            job.name,
-            "' ",
-            what,
-            " failed in worker ",
-            me and me.id or "?",
-            " (token ",
-            token,
-            "): ",
-            err
-        )
-    end
+    run_job("singleton", what, job.name, me and me.id or "?", token, f, reason)
 end
 
 --- Whether `name` belongs to generation `g`: no newer generation with

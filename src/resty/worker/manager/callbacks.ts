@@ -4,7 +4,7 @@
  */
 
 import { log } from "./log";
-import type { Callback } from "resty.worker.manager";
+import type { Callback, SingletonStop, StopReason } from "resty.worker.manager";
 
 const ERR = ngx.ERR;
 const traceback = debug.traceback;
@@ -54,4 +54,17 @@ function inside(): boolean {
     return callback_thread !== undefined && callback_thread === current_thread();
 }
 
-export { run, inside, on_error };
+/**
+ * Runs a singleton's start, stop or fn (`what`) protected: an error is
+ * logged with its traceback, the job's name, the worker and the token.
+ * `kind`: "singleton" or "cluster singleton".
+ */
+function run_job(kind: string, what: string, name: string, worker: string | number, token: number,
+                 f: SingletonStop, reason?: StopReason): void {
+    const [ok, err] = xpcall(f, on_error, name, token, reason as StopReason);
+    if (!ok) {
+        log(ERR, kind, " '", name, "' ", what, " failed in worker ", worker, " (token ", token, "): ", err);
+    }
+}
+
+export { run, run_job, inside, on_error };

@@ -18,7 +18,7 @@ import * as registry from "./registry";
 import * as lock from "./lock";
 import { pid_alive } from "./host";
 import { log } from "./log";
-import { on_error } from "./callbacks";
+import { run_job } from "./callbacks";
 import type { ExitReason, SingletonFn, SingletonStart, SingletonStop, StopReason } from "resty.worker.manager";
 
 const [ERR, NOTICE] = [ngx.ERR, ngx.NOTICE];
@@ -87,11 +87,7 @@ let looking = false;
 
 /** Runs user code protected; an error is logged with the name, token and worker id. */
 function call(what: string, job: Job, token: number, f: SingletonStop, reason?: StopReason): void {
-    const [ok, err] = xpcall(f, on_error, job.name, token, reason as StopReason);
-    if (!ok) {
-        log(ERR, "singleton '", job.name, "' ", what, " failed in worker ", me?.id ?? "?", " (token ", token,
-            "): ", err);
-    }
+    run_job("singleton", what, job.name, me?.id ?? "?", token, f, reason);
 }
 
 /**

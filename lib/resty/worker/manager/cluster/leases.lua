@@ -22,7 +22,7 @@ local driver = require("resty.worker.manager.cluster.driver")
 local keys = require("resty.worker.manager.keys")
 local scripts = require("resty.worker.manager.cluster.scripts")
 local log = require("resty.worker.manager.log").log
-local on_error = require("resty.worker.manager.callbacks").on_error
+local run_job = require("resty.worker.manager.callbacks").run_job
 local write = require("resty.worker.manager.store").write
 local ERR, NOTICE = ngx.ERR, ngx.NOTICE
 local now, update_time, sleep, get_phase = ngx.now, ngx.update_time, ngx.sleep, ngx.get_phase
@@ -77,23 +77,9 @@ local function has(name)
     return leases[name] ~= nil
 end
 
+--- Runs user code protected; an error is logged with the name, token and worker pid.
 local function call(what, l, token, f, reason)
-    local ok, err = xpcall(f, on_error, l.name, token, reason)
-    if not ok then
-        log(
-            ERR,
-            "cluster singleton '",
-            l.name,
-            "' ",
-            what,
-            " failed in worker ",
-            ngx.worker.pid(),
-            " (token ",
-            token,
-            "): ",
-            err
-        )
-    end
+    run_job("cluster singleton", what, l.name, ngx.worker.pid(), token, f, reason)
 end
 
 local function lease_ms(c)

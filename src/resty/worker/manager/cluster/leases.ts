@@ -21,7 +21,7 @@ import * as driver from "./driver";
 import * as keys from "../keys";
 import * as scripts from "./scripts";
 import { log } from "../log";
-import { on_error } from "../callbacks";
+import { run_job } from "../callbacks";
 import { write } from "../store";
 import type { ClusterConfig } from "./options";
 import type { JobSpec } from "../singletons";
@@ -88,12 +88,9 @@ function has(name: string): boolean {
     return leases[name] !== undefined;
 }
 
+/** Runs user code protected; an error is logged with the name, token and worker pid. */
 function call(what: string, l: Lease, token: number, f: SingletonStop, reason?: StopReason): void {
-    const [ok, err] = xpcall(f, on_error, l.name, token, reason as StopReason);
-    if (!ok) {
-        log(ERR, "cluster singleton '", l.name, "' ", what, " failed in worker ", ngx.worker.pid(), " (token ",
-            token, "): ", err);
-    }
+    run_job("cluster singleton", what, l.name, ngx.worker.pid(), token, f, reason);
 }
 
 function lease_ms(c: ClusterConfig): number {
