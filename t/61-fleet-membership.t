@@ -17,25 +17,7 @@ $redis->start;
 
 my ($INTERVAL, $FAILED) = (0.5, 1);
 
-sub node {
-    my ($name) = @_;
-    my $cluster = sprintf '{ redis = %s, node = "%s", interval = %s, failed = %s, on_join = wm.fleet("join"), '
-                        . 'on_leave = wm.fleet("leave") }', $redis->address, $name, $INTERVAL, $FAILED;
-    return WorkerManager::Nginx->new(
-        workers => 2,
-        opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-        http_extra => 'lua_socket_log_errors off;',
-        server_extra => <<'CONF',
-        location = /nodes {
-            content_by_lua_block {
-                for _, m in ipairs(require("resty.worker.manager").nodes()) do
-                    ngx.say(m.node, " ", m.generation, " ", m.workers, " ", m.started, " ", m.seen)
-                end
-            }
-        }
-CONF
-    );
-}
+sub node { fleet_node($_[0], redis => $redis->address, interval => $INTERVAL, failed => $FAILED) }
 
 my %n = map { $_ => node($_) } qw(n1 n2 n3);
 

@@ -18,11 +18,19 @@ $redis->start;
 
 sub node {
     my ($name, %o) = @_;
-    my $cluster = sprintf '{ redis = %s, node = "%s", interval = %s, failed = %s, on_join = wm.fleet("join"), '
-                        . 'on_leave = wm.fleet("leave") }', $redis->address, $name, $o{interval} // 0.5,
-                          $o{failed} // 1;
-    return WorkerManager::Nginx->new(workers => 2, opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-                                     http_extra => 'lua_socket_log_errors off;');
+    return fleet_node($name, redis => $redis->address, interval => $o{interval} // 0.5, failed => $o{failed} // 1);
+}
+
+# nodes a and b (%b: b's node options) started in turn, each join seen on a
+sub a_then_b {
+    my ($label, %b) = @_;
+    my $a = node('a');
+    my $b = node('b', %b);
+    $a->start;
+    saw_event($a, 'join a 1', $label);
+    $b->start;
+    saw_event($a, 'join b 2', $label);
+    return ($a, $b);
 }
 
 # --- restarted before its loss was noticed: leave "lost", then join (the
@@ -30,16 +38,11 @@ sub node {
 # shm, as after a machine's reboot)
 {
     my $label = 'restart';
-    my $a = node('a');
-    my $b = node('b', failed => 30);    # its loss would take 30 s to notice
-    $a->start;
-    saw_event($a, 'join a 1', $label);
-    $b->start;
-    saw_event($a, 'join b 2', $label);
+    my ($a, $b) = a_then_b($label, failed => 30);    # b's loss would take 30 s to notice
     $b->signal_node('KILL');
     my $b2 = node('b', failed => 30);
     $b2->start;
-    $a->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($a)) == 2 }, desc => "[$label] b joins again on a");
+    saw_event($a, 'join b 2', "$label: b joins again on a", count => 2);
     saw_event($b2, 'join b 2', $label);
     is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
               "[$label] a: b joined, left as lost, joined again, in that order");
@@ -54,18 +57,13 @@ sub node {
 # --- a partition: SIGSTOP of a whole node past its deadline, then SIGCONT
 {
     my $label = 'partition';
-    my $a = node('a');
-    my $b = node('b');
-    $a->start;
-    saw_event($a, 'join a 1', $label);
-    $b->start;
-    saw_event($a, 'join b 2', $label);
+    my ($a, $b) = a_then_b($label);
     my $mark = $a->mark;
     $b->signal_node('STOP');
     saw_event($a, 'leave b 1 lost', $label, since => $mark);
     $b->signal_node('CONT');
-    $a->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($a)) == 2 }, desc => "[$label] b joins again on a");
-    $b->wait_until(sub { (grep { $_ eq 'join b 2' } fleet_events($b)) == 2 }, desc => "[$label] b runs its rejoin");
+    saw_event($a, 'join b 2', "$label: b joins again on a", count => 2);
+    saw_event($b, 'join b 2', "$label: b runs its rejoin", count => 2);
     is_deeply([fleet_events($a)], ['join a 1', 'join b 2', 'leave b 1 lost', 'join b 2'],
               "[$label] a: b lost, then back as a new join");
     is_deeply([fleet_events($b)], ['join b 2', 'leave b 1 lost', 'join b 2'],
@@ -106,12 +104,7 @@ sub node {
 # there): the node is lost, once its presence runs out
 {
     my $label = 'TERM';
-    my $a = node('a');
-    my $b = node('b');
-    $a->start;
-    saw_event($a, 'join a 1', $label);
-    $b->start;
-    saw_event($a, 'join b 2', $label);
+    my ($a, $b) = a_then_b($label);
     $b->signal('TERM');
     ok($b->wait_exit, "[$label] TERM stops b");
     saw_event($a, 'leave b 1 lost', $label);

@@ -18,12 +18,8 @@ $redis->start;
 
 sub node {
     my ($name) = @_;
-    my $cluster = sprintf '{ redis = %s, node = "%s", interval = 0.5, failed = 1, on_join = wm.fleet("join"), '
-                        . 'on_leave = wm.fleet("leave") }', $redis->address, $name;
-    # (nginx itself logs each failed connect at ERR unless told not to)
-    return WorkerManager::Nginx->new(workers => 2, opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-                                     http_extra => 'lua_socket_log_errors off;',
-                                     server_extra => 'location = /hello { return 200 "hello\n"; }');
+    return fleet_node($name, redis => $redis->address, interval => 0.5, failed => 1,
+                      server_extra => 'location = /hello { return 200 "hello\n"; }');
 }
 
 my $OUTAGE = qr/\[worker-manager\] fleet: Redis at \S+ failed: /;

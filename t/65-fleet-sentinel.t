@@ -29,24 +29,8 @@ my ($INTERVAL, $FAILED) = (0.5, 2);
 
 sub node {
     my ($name) = @_;
-    my $cluster = sprintf '{ redis = { sentinels = %s, master_name = "%s" }, node = "%s", interval = %s, '
-                        . 'failed = %s, on_join = wm.fleet("join"), on_leave = wm.fleet("leave") }',
-                          $s->sentinels_lua, $MASTER, $name, $INTERVAL, $FAILED;
-    return WorkerManager::Nginx->new(
-        workers => 2,
-        opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-        # (nginx itself logs each failed connect at ERR unless told not to)
-        http_extra => 'lua_socket_log_errors off;',
-        server_extra => <<'CONF',
-        location = /nodes {
-            content_by_lua_block {
-                for _, m in ipairs(require("resty.worker.manager").nodes()) do
-                    ngx.say(m.node, " ", m.generation, " ", m.workers, " ", m.started, " ", m.seen)
-                end
-            }
-        }
-CONF
-    );
+    return fleet_node($name, redis => sprintf('{ sentinels = %s, master_name = "%s" }', $s->sentinels_lua, $MASTER),
+                      interval => $INTERVAL, failed => $FAILED);
 }
 
 # nodes() on $n: { name => seen } (generation 1, 2 workers each)

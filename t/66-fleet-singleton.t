@@ -13,6 +13,7 @@ use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
+use WorkerManager::FleetCheck;
 use WorkerManager::SingletonCheck qw(fleet_singletons_ok);
 
 my $redis = WorkerManager::Redis->new;
@@ -23,11 +24,8 @@ my %name_of;
 
 sub node {
     my ($name) = @_;
-    my $cluster = sprintf '{ redis = %s, node = "%s", interval = 0.5, failed = 1 }', $redis->address, $name;
-    my $n = WorkerManager::Nginx->new(
-        workers => 2,
-        opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-        http_extra => 'lua_socket_log_errors off;',
+    my $n = fleet_node(
+        $name, redis => $redis->address, interval => 0.5, failed => 1, recorders => 0,
         init_worker_after => q{require("resty.worker.manager").singleton("job", { scope = "cluster",
                                   start = wm.sj("start", { scope = "cluster" }),
                                   stop = wm.sj("stop", { scope = "cluster" }) })},

@@ -31,6 +31,7 @@ use Time::HiRes qw(time sleep);
 use Test::More ();
 use WorkerManager::Nginx;
 use WorkerManager::Chance;
+use WorkerManager::FleetCheck qw(fleet_node);
 use WorkerManager::Redis;
 use WorkerManager::Check qw(checker_errors);
 use WorkerManager::SingletonCheck qw(fleet_singleton_errors);
@@ -71,12 +72,8 @@ my @redis_restarts;    # times Redis came back empty
 
 sub start_node {
     my ($name) = @_;
-    my $cluster = sprintf '{ redis = %s, node = "%s", interval = 0.5, failed = 1, on_join = wm.fleet("join"), '
-                        . 'on_leave = wm.fleet("leave") }', $redis->address, $name;
-    my $n = WorkerManager::Nginx->new(
-        workers => 2, exit_hook => 1,
-        opts => qq{{ shm = "wm", interval = 1, failed = 2, cluster = $cluster }},
-        http_extra => 'lua_socket_log_errors off;',
+    my $n = fleet_node(
+        $name, redis => $redis->address, interval => 0.5, failed => 1, exit_hook => 1,
         init_worker_after => q{require("resty.worker.manager").singleton("job", { scope = "cluster",
             start = wm.sj("start", { scope = "cluster" }), stop = wm.sj("stop", { scope = "cluster" }) })},
     );
