@@ -9,6 +9,7 @@ use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
+use WorkerManager::SingletonCheck qw($HOLDERS_LOCATION);
 
 my $n = WorkerManager::Nginx->new(
     workers => 4,
@@ -17,16 +18,7 @@ my $n = WorkerManager::Nginx->new(
     # stop would begin while the stop sleeps
     init_worker_after => 'require("resty.worker.manager").singleton("job", wm.job({ start = { sleep = 0.2 }, '
                        . 'stop = { sleep = 0.2 } }))',
-    server_extra => <<'CONF',
-        location = /holder {
-            content_by_lua_block {
-                local st = require("resty.worker.manager").status()
-                for _, s in ipairs(st.singletons) do
-                    ngx.say(s.name, " ", tostring(s.holder), " ", s.token, " ", tostring(st.generation))
-                end
-            }
-        }
-CONF
+    server_extra => $HOLDERS_LOCATION,
 );
 $n->start;
 $n->wait_log(qr/WMSJ-LEAVE start name=job token=1 /, desc => 'job started');
@@ -41,7 +33,7 @@ sub workers_of {
 sub held_by_generation {
     my ($g, $label) = @_;
     return $n->wait_until(sub {
-        my ($code, $body) = $n->get('/holder');
+        my ($code, $body) = $n->get('/holders');
         return $code == 200 && $body =~ /^job $g-(\d+) (\d+) $g$/m ? [$1, $2] : undef;
     }, desc => "[$label] job held by a worker of generation $g");
 }

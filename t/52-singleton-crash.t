@@ -9,7 +9,7 @@ use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
-use WorkerManager::SingletonCheck qw(freed_notice_re);
+use WorkerManager::SingletonCheck qw(freed_notice_re $HOLDERS_LOCATION);
 
 my $OPTS = '{ shm = "wm", interval = 1, failed = 2 }';
 
@@ -19,16 +19,7 @@ sub node {
     my $n = WorkerManager::Nginx->new(
         workers => 4, opts => $OPTS,
         init_worker_after => qq{require("resty.worker.manager").singleton("job", $job)},
-        server_extra => <<'CONF',
-        location = /holder {
-            content_by_lua_block {
-                local st = require("resty.worker.manager").status()
-                for _, s in ipairs(st.singletons) do
-                    ngx.say(s.name, " ", tostring(s.holder), " ", s.token, " ", tostring(st.generation))
-                end
-            }
-        }
-CONF
+        server_extra => $HOLDERS_LOCATION,
     );
     $n->start;
     return $n;
@@ -86,7 +77,7 @@ sub finish_ok {
     my $kill = $n->mark;
     $n->kill_worker($holder, 'KILL');
     my $h = $n->wait_until(sub {
-        my ($code, $body) = $n->get('/holder');
+        my ($code, $body) = $n->get('/holders');
         return $code == 200 && $body =~ /^job 2-(\d+) (\d+) 2$/m ? [$1, $2] : undef;
     }, desc => "[$label] job held in generation 2");
     my %gen2 = map { $_->{wpid} => 1 } $n->callbacks(event => 'worker_start', gen => 2);

@@ -7,6 +7,7 @@ use warnings;
 use Test::More;
 use WorkerManager::Nginx;
 use WorkerManager::Check;
+use WorkerManager::SingletonCheck qw($HOLDERS_LOCATION);
 
 my $N = 100;
 my $n = WorkerManager::Nginx->new(
@@ -14,16 +15,7 @@ my $n = WorkerManager::Nginx->new(
     opts => '{ shm = "wm", interval = 1, failed = 2 }',
     init_worker_after => qq{local m = require("resty.worker.manager")
         for i = 1, $N do m.singleton("job" .. i, wm.job()) end},
-    server_extra => <<'CONF',
-        location = /holders {
-            content_by_lua_block {
-                local st = require("resty.worker.manager").status()
-                for _, s in ipairs(st.singletons) do
-                    ngx.say(s.name, " ", tostring(s.holder), " ", s.token)
-                end
-            }
-        }
-CONF
+    server_extra => $HOLDERS_LOCATION,
 );
 $n->start;
 
@@ -32,7 +24,7 @@ sub held_all {
     my ($token, $label) = @_;
     return $n->wait_until(sub {
         my ($code, $body) = $n->get('/holders');
-        my %h = map { /^(\S+) (\d+)-(\d+) (\d+)$/ ? ($1 => [$2, $3, $4]) : () } split /\n/, $body;
+        my %h = map { /^(\S+) (\d+)-(\d+) (\d+) \d+$/ ? ($1 => [$2, $3, $4]) : () } split /\n/, $body;
         return (keys(%h) == $N && !grep { $_->[2] != $token } values %h) ? \%h : undef;
     }, desc => "[$label] all $N names held with token $token");
 }
@@ -64,7 +56,7 @@ my ($victim, %was);
     my ($code, $body) = $n->get('/holders');
     my %count;
     for (split /\n/, $body) {
-        my ($name, $pid, $token) = /^(\S+) \d+-(\d+) (\d+)$/ or next;
+        my ($name, $pid, $token) = /^(\S+) \d+-(\d+) (\d+) \d+$/ or next;
         $count{$pid}++;
         $was{$name} = [$pid, $token];
     }
@@ -73,7 +65,7 @@ my ($victim, %was);
     $n->kill_worker($victim, 'KILL');
     $n->wait_until(sub {
         my ($code, $body) = $n->get('/holders');
-        my %h = map { /^(\S+) (\d+)-(\d+) (\d+)$/ ? ($1 => [$2, $3, $4]) : () } split /\n/, $body;
+        my %h = map { /^(\S+) (\d+)-(\d+) (\d+) \d+$/ ? ($1 => [$2, $3, $4]) : () } split /\n/, $body;
         return (keys(%h) == $N && !grep { $_->[1] == $victim } values %h) ? \%h : undef;
     }, desc => "[$label] every name held again, none by the dead worker");
     $n->wait_until(sub { starts(3) >= $count{$victim} }, desc => "[$label] $count{$victim} start callbacks");

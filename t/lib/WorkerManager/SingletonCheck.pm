@@ -26,7 +26,22 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 
-our @EXPORT = qw(sj_events singleton_errors singletons_ok freed_notice_re fleet_singleton_errors fleet_singletons_ok);
+our @EXPORT = qw(sj_events singleton_errors singletons_ok freed_notice_re fleet_singleton_errors fleet_singletons_ok
+                 $HOLDERS_LOCATION);
+
+# For server_extra: GET /holders lists status()'s singletons, a line
+# "name holder token generation" each (holder "<gen>-<pid>", or nil; the
+# generation is the node's newest).
+our $HOLDERS_LOCATION = <<'CONF';
+        location = /holders {
+            content_by_lua_block {
+                local st = require("resty.worker.manager").status()
+                for _, s in ipairs(st.singletons) do
+                    ngx.say(s.name, " ", tostring(s.holder), " ", s.token, " ", tostring(st.generation))
+                end
+            }
+        }
+CONF
 
 my $FREED_RE = qr/singleton '(.+?)' \(token (\d+)\) of worker \d+-(\d+) is free again: its holder (crashed|stopped beating)/;
 my $GONE_RE = qr/singleton '(.+?)' \(token (\d+)\) was held by worker \d+-(\d+), which is gone( after it stopped the job)?/;
