@@ -34,6 +34,7 @@ use WorkerManager::Nginx;
 use WorkerManager::Check;
 use WorkerManager::Redis;
 use WorkerManager::BadInput;
+use WorkerManager::FleetCheck;
 
 # ------------------------------------------------------------ the cases
 
@@ -335,6 +336,82 @@ LUA
     ok($n->wait_exit, '[defaults] QUIT stops nginx');
     is($redis->cmd('ZCARD', '{wm}:members'), 0, '[defaults] the node left on QUIT');
     no_errors_ok($n, '[defaults] no errors');
+    $redis->stop;
+}
+
+# --- user code that raises: on_join / on_leave, a cluster singleton's
+# start, stop and fn. Each error is logged at ERR with a traceback, naming
+# what ran (the member, or the job's name, worker pid and token); the
+# events after a raising callback still run, a raising start still holds
+# the job, a raising stop still releases it, a raising fn runs again.
+{
+    my $label = 'raising user code';
+    my $redis = WorkerManager::Redis->new;
+    $redis->start;
+    my %n = map { $_ => fleet_node($_, redis => $redis->address, interval => 0.5, failed => 1,
+                                   recorders => '{ raise = "boom in fleet" }',
+        init_worker_after => q{local M = require("resty.worker.manager")
+        M.singleton("cjob", { scope = "cluster", start = wm.sj("start", { scope = "cluster", raise = "boom in start" }),
+                              stop = wm.sj("stop", { scope = "cluster", raise = "boom in stop" }) })
+        M.every("cfn", 0.2, wm.sj("fn", { scope = "cluster", raise = "boom in fn" }), { scope = "cluster" })}) }
+             qw(e1 e2);
+    my $errors = sub {    # the ERR lines of one raised error, each with its traceback
+        my ($n, $re) = @_;
+        return grep { $_->{level} eq 'error' && $_->{text} =~ /stack traceback/ } $n->grep_log($re);
+    };
+    $n{e1}->start;
+    saw_event($n{e1}, 'join e1 1', $label);
+    $n{e1}->wait_until(sub { $errors->($n{e1}, qr/fleet: on_join\('e1', 1\) failed: .*boom in fleet/) },
+                       desc => "[$label] the raising on_join logged at ERR, with a traceback");
+    $n{e2}->start;
+    saw_event($n{e1}, 'join e2 2', "$label: the next event still runs after a raising on_join");
+
+    # the cluster singleton: where its start ran, it stays
+    my ($start, $holder);
+    my $holding = $n{e1}->wait_until(sub {
+        for my $k (qw(e1 e2)) {
+            my ($e) = $n{$k}->grep_log(qr/WMSJ-LEAVE start name=cjob token=\d+ /);
+            return [$k, $e] if $e;
+        }
+        return undef;
+    }, desc => "[$label] cjob's start ran");
+    ($holder, $start) = @$holding;
+    my ($token, $pid) = $start->{text} =~ /token=(\d+) pid=(\d+)/;
+    $n{$holder}->wait_until(sub {
+        $errors->($n{$holder}, qr/cluster singleton 'cjob' start failed in worker $pid \(token $token\): .*boom in start/)
+    }, desc => "[$label] the raising start logged at ERR with name, worker pid and token, and a traceback");
+    my $mark = { map { $_ => $n{$_}->mark } qw(e1 e2) };
+    my @again = $n{$holder}->absent_for(qr/WMSJ-ENTER start name=cjob /, 1.5, since => $mark->{$holder});
+    is(scalar @again, 0, "[$label] a raising start still holds cjob: no other start on its node");
+    my ($other) = grep { $_ ne $holder } qw(e1 e2);
+    is(scalar $n{$other}->grep_log(qr/WMSJ-ENTER start name=cjob /, since => $mark->{$other}), 0,
+       "[$label] ... nor on the other node");
+    for my $k (qw(e1 e2)) {
+        my ($fn) = $n{$k}->grep_log(qr/WMSJ-LEAVE fn name=cfn /) or next;
+        my ($fn_pid) = $fn->{text} =~ /pid=(\d+)/;
+        $n{$k}->wait_until(sub {
+            $errors->($n{$k}, qr/cluster singleton 'cfn' fn failed in worker $fn_pid \(token \d+\): .*boom in fn/) >= 3
+        }, desc => "[$label] a raising fn: logged at each run, and run again");
+    }
+
+    # QUIT of cjob's node: its raising stop still releases cjob to the other node
+    $n{$holder}->signal('QUIT');
+    ok($n{$holder}->wait_exit, "[$label] QUIT stops $holder");
+    ok(scalar $errors->($n{$holder}, qr/cluster singleton 'cjob' stop failed in worker $pid \(token $token\): .*boom in stop/),
+       "[$label] the raising stop logged at ERR, with a traceback");
+    $n{$other}->wait_log(qr/WMSJ-ENTER start name=cjob token=(?!$token )\d+ /, since => $mark->{$other},
+                         desc => "[$label] a raising stop still releases cjob: $other starts it");
+    saw_event($n{$other}, "leave $holder 1 stopped", $label);
+    $n{$other}->wait_until(sub {
+        $errors->($n{$other}, qr/fleet: on_leave\('$holder', 1, "stopped"\) failed: .*boom in fleet/)
+    }, desc => "[$label] the raising on_leave logged at ERR, with a traceback");
+    $n{$other}->signal('QUIT');
+    ok($n{$other}->wait_exit, "[$label] QUIT stops $other");
+    my $boom = qr/(?:fleet: on_(?:join|leave)\(.*\) failed|cluster singleton 'c(?:job|fn)' (?:start|stop|fn) failed in worker \d+ \(token \d+\)): .*boom in/;
+    for my $k (qw(e1 e2)) {
+        checker_ok($n{$k}, label => "$label $k");
+        no_errors_ok($n{$k}, "[$label $k] no errors but the raising callbacks", $boom);
+    }
     $redis->stop;
 }
 
