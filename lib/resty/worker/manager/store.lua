@@ -21,21 +21,30 @@ local function read_string(dict, key)
     return type(value) == "string" and value or nil
 end
 
-local function write(dict, key, value, flags)
-    local ok, err = dict:safe_set(key, value, 0, flags)
+--- Whether a write of `key` succeeded; a failed one is logged.
+local function written(key, ok, err)
     if not ok then
         log(ERR, "failed to write shm key '", key, "': ", err)
     end
     return ok
 end
 
+local function write(dict, key, value, flags)
+    local ok, err = dict:safe_set(key, value, 0, flags)
+    return written(key, ok, err)
+end
+
 --- Like write, for a key that expires `exptime` seconds from now.
 local function write_expiring(dict, key, value, exptime)
     local ok, err = dict:safe_set(key, value, exptime)
-    if not ok then
-        log(ERR, "failed to write shm key '", key, "': ", err)
-    end
-    return ok
+    return written(key, ok, err)
+end
+
+--- Creates `key` with `value` unless it exists (another process may create
+-- it first, which is fine); false when it could not (logged).
+local function create(dict, key, value)
+    local ok, err = dict:safe_add(key, value)
+    return written(key, ok or err == "exists", err)
 end
 
 --- Overwrites `key` only if it exists; false if it does not (or the write
@@ -53,11 +62,9 @@ end
 local function add(dict, key, delta)
     local value, err = dict:incr(key, delta)
     if value == nil and err == "not found" then
-        -- Created with safe_add then incremented: another process may create
-        -- it between the two calls, which is why "exists" is fine here.
-        local created, add_err = dict:safe_add(key, 0)
-        if not created and add_err ~= "exists" then
-            log(ERR, "failed to write shm key '", key, "': ", add_err)
+        -- Created, then incremented: another process may create it
+        -- between the two calls (create is fine with that).
+        if not create(dict, key, 0) then
             return nil
         end
         value, err = dict:incr(key, delta)
@@ -76,6 +83,7 @@ _M.read_number = read_number
 _M.read_string = read_string
 _M.write = write
 _M.write_expiring = write_expiring
+_M.create = create
 _M.overwrite = overwrite
 _M.add = add
 _M.remove = remove

@@ -19,21 +19,32 @@ function read_string(dict: NgxSharedDict, key: string): string | undefined {
     return typeof value === "string" ? value : undefined;
 }
 
-function write(dict: NgxSharedDict, key: string, value: string | number, flags?: number): boolean {
-    const [ok, err] = dict.safe_set(key, value, 0, flags);
+/** Whether a write of `key` succeeded; a failed one is logged. */
+function written(key: string, ok: boolean, err: string | undefined): boolean {
     if (!ok) {
         log(ERR, "failed to write shm key '", key, "': ", err);
     }
     return ok;
 }
 
+function write(dict: NgxSharedDict, key: string, value: string | number, flags?: number): boolean {
+    const [ok, err] = dict.safe_set(key, value, 0, flags);
+    return written(key, ok, err);
+}
+
 /** Like write, for a key that expires `exptime` seconds from now. */
 function write_expiring(dict: NgxSharedDict, key: string, value: string | number, exptime: number): boolean {
     const [ok, err] = dict.safe_set(key, value, exptime);
-    if (!ok) {
-        log(ERR, "failed to write shm key '", key, "': ", err);
-    }
-    return ok;
+    return written(key, ok, err);
+}
+
+/**
+ * Creates `key` with `value` unless it exists (another process may create
+ * it first, which is fine); false when it could not (logged).
+ */
+function create(dict: NgxSharedDict, key: string, value: string | number): boolean {
+    const [ok, err] = dict.safe_add(key, value);
+    return written(key, ok || err === "exists", err);
 }
 
 /**
@@ -53,11 +64,9 @@ function overwrite(dict: NgxSharedDict, key: string, value: string | number, fla
 function add(dict: NgxSharedDict, key: string, delta: number): number | undefined {
     let [value, err] = dict.incr(key, delta);
     if (value === undefined && err === "not found") {
-        // Created with safe_add then incremented: another process may create
-        // it between the two calls, which is why "exists" is fine here.
-        const [created, add_err] = dict.safe_add(key, 0);
-        if (!created && add_err !== "exists") {
-            log(ERR, "failed to write shm key '", key, "': ", add_err);
+        // Created, then incremented: another process may create it
+        // between the two calls (create is fine with that).
+        if (!create(dict, key, 0)) {
             return undefined;
         }
         [value, err] = dict.incr(key, delta);
@@ -72,4 +81,4 @@ function remove(dict: NgxSharedDict, key: string): void {
     dict.delete(key);
 }
 
-export { read_number, read_string, write, write_expiring, overwrite, add, remove };
+export { read_number, read_string, write, write_expiring, create, overwrite, add, remove };

@@ -22,6 +22,7 @@ local on_error = require("resty.worker.manager.callbacks").on_error
 local store = require("resty.worker.manager.store")
 local write = store.write
 local write_expiring = store.write_expiring
+local create = store.create
 local ERR, NOTICE = ngx.ERR, ngx.NOTICE
 local now, update_time = ngx.now, ngx.update_time
 
@@ -73,9 +74,7 @@ local function incarnation(d)
     end
     update_time()
     local made = string.format("%x-%x", math.floor(now() * 1000), ngx.worker.pid())
-    local ok, err = d:safe_add(keys.FLEET.incarnation, made)
-    if not ok and err ~= "exists" then
-        log(ERR, "failed to write shm key '", keys.FLEET.incarnation, "': ", err)
+    if not create(d, keys.FLEET.incarnation, made) then
         return made
     end
     local kept = d:get(keys.FLEET.incarnation)

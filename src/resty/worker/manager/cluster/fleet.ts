@@ -18,7 +18,7 @@ import * as scripts from "./scripts";
 import * as singletons from "../singletons";
 import { log } from "../log";
 import { on_error } from "../callbacks";
-import { write, write_expiring } from "../store";
+import { write, write_expiring, create } from "../store";
 import type { ClusterConfig } from "./options";
 import type { FleetCallback, FleetNode, LeaveReason } from "resty.worker.manager";
 
@@ -69,9 +69,7 @@ function incarnation(d: NgxSharedDict): string {
     }
     update_time();
     const made = string.format("%x-%x", math.floor(now() * 1000), ngx.worker.pid());
-    const [ok, err] = d.safe_add(keys.FLEET.incarnation, made);
-    if (!ok && err !== "exists") {
-        log(ERR, "failed to write shm key '", keys.FLEET.incarnation, "': ", err);
+    if (!create(d, keys.FLEET.incarnation, made)) {
         return made;
     }
     const [kept] = d.get(keys.FLEET.incarnation);
